@@ -1,0 +1,80 @@
+"""orbax checkpoints: the train state, the encoder on its own, the data position.
+
+Each saved step holds several items, so that any one can be restored alone:
+  state    the TrainState (params, optimizer state, step);
+  encoder  params['encoder'], readable without touching the rest;
+  data     the grain iterator state of the training stream;
+  meta     JSON: step, wall time, the model config (to refuse a mismatch).
+Saves are async and atomic: a killed save leaves a `*.orbax-checkpoint-tmp`
+directory that the manager ignores, so the last committed step stays good.
+"""
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+ITEMS = ("state", "encoder", "data", "meta")
+
+
+def make_manager(workdir: str, *, max_to_keep: int = 3,
+                 async_save: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True,
+      enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=options, item_names=ITEMS)
+
+
+def save(manager: ocp.CheckpointManager, state, data_state: dict,
+         meta: dict) -> None:
+  step = int(jax.device_get(state.step))
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      encoder=ocp.args.StandardSave(state.params["encoder"]),
+      data=ocp.args.JsonSave(data_state),
+      meta=ocp.args.JsonSave(dict(meta, step=step))))
+
+
+def _abstract(tree):
+  """ShapeDtypeStructs carrying each leaf's sharding, so restores land there."""
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                     sharding=getattr(x, "sharding", None)),
+      tree)
+
+
+def restore(manager: ocp.CheckpointManager, target_state,
+            step: int | None = None) -> tuple[Any, dict, dict]:
+  """(state, data_state, meta) of `step` (default: the latest committed).
+
+  `target_state` (concrete or abstract) gives structure, shapes, dtypes and
+  shardings of the restored state.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train "
+                            "first (--mode=train) or check --workdir.")
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(_abstract(target_state)),
+      data=ocp.args.JsonRestore(),
+      meta=ocp.args.JsonRestore()))
+  return restored["state"], restored["data"], restored["meta"]
+
+
+def restore_params(manager: ocp.CheckpointManager, target_params,
+                   step: int | None = None):
+  """Only the params (for eval/decode): reads no optimizer state."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train "
+                            "first (--mode=train) or check --workdir.")
+  abstract = {"params": _abstract(target_params)}
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(
+          item=abstract,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True)))
+  return restored["state"]["params"], step

@@ -1,0 +1,188 @@
+"""Random-access sources of translation pairs, from TFDS or from text files.
+
+Every source is a sequence: `len(source)` and `source[i]` gives
+`{'source': str, 'target': str}`, so `grain.MapDataset.source(source)` can
+shuffle, shard and batch it. TFDS datasets are read from array_record files
+with `tfds.data_source`, which needs no TensorFlow.
+"""
+import json
+import os
+
+import tensorflow_datasets as tfds
+
+from encdec_jax.data import number_translation
+
+_BOM = b'\xef\xbb\xbf'
+
+
+class DataError(ValueError):
+  """Data that cannot be used; the message is one line saying where and why."""
+
+
+def _text(value) -> str:
+  # Array_record sources give UTF-8 bytes; TFDS' mocks already give str.
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+class _TfdsPairs:
+  """Renames a TFDS data source's two text features to 'source'/'target'."""
+
+  def __init__(self, data, source_key: str, target_key: str):
+    self._data = data
+    self._keys = (source_key, target_key)
+
+  def __len__(self) -> int:
+    return len(self._data)
+
+  def __getitem__(self, index: int) -> dict[str, str]:
+    example = self._data[index]
+    return {'source': _text(example[self._keys[0]]),
+            'target': _text(example[self._keys[1]])}
+
+  def __repr__(self) -> str:
+    return f'_TfdsPairs({self._data!r}, keys={self._keys})'
+
+
+class _ListPairs:
+  """Pairs held in memory (user files are small next to TFDS datasets)."""
+
+  def __init__(self, sources: list[str], targets: list[str], name: str):
+    self._sources, self._targets, self._name = sources, targets, name
+
+  def __len__(self) -> int:
+    return len(self._sources)
+
+  def __getitem__(self, index: int) -> dict[str, str]:
+    return {'source': self._sources[index], 'target': self._targets[index]}
+
+  def __repr__(self) -> str:
+    return f'_ListPairs({self._name!r}, {len(self)} pairs)'
+
+
+def tfds_source(name: str, split: str,
+                data_dir: str | os.PathLike | None = None,
+                source_key: str = 'source', target_key: str = 'target',
+                download: bool = False) -> _TfdsPairs:
+  """Reads split `split` of TFDS dataset `name` (e.g. 'wmt14_translate/de-en').
+
+  Args:
+    name: TFDS name with config, e.g. 'number_translation/en_de'.
+    split: split name, e.g. 'train', 'validation', 'test'.
+    data_dir: TFDS data dir holding the prepared array_record files; None
+      means the TFDS default.
+    source_key: feature to translate from ('en' for wmt de-en to German).
+    target_key: feature to translate to.
+    download: let TFDS download and prepare it if missing (needs network).
+
+  Returns:
+    A sequence of {'source': str, 'target': str}.
+  """
+  try:
+    data = tfds.data_source(name, split=split, data_dir=data_dir,
+                            download=download)
+  except NotImplementedError as e:  # TFDS' way of saying "no array_record".
+    where = data_dir or tfds.core.constants.DATA_DIR
+    raise DataError(
+        f'{name}: no array_record files for split {split!r} in {where}; '
+        "prepare it with download_and_prepare(file_format='array_record') on a "
+        'machine with network and set data_dir to that directory') from e
+  features = list(data.dataset_info.features.keys())
+  for key in (source_key, target_key):
+    if key not in features:
+      raise DataError(f'{name}: has no feature {key!r}; its features are '
+                      f'{features} (set source_lang/target_lang to two of them)')
+  return _TfdsPairs(data, source_key, target_key)
+
+
+def _parse_tsv(line: str, where: str) -> tuple[str, str]:
+  fields = line.split('\t')
+  if len(fields) != 2:
+    hint = ('put one TAB between source and target' if len(fields) == 1 else
+            'text containing TABs needs .jsonl instead')
+    raise DataError(f'{where}: expected 2 tab-separated fields '
+                    f'(source<TAB>target), found {len(fields)}; {hint}')
+  return fields[0], fields[1]
+
+
+def _parse_jsonl(line: str, where: str) -> tuple[str, str]:
+  schema = 'each line must be a JSON object {"source": str, "target": str}'
+  try:
+    obj = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise DataError(f'{where}: invalid JSON ({e.msg} at column {e.colno}); '
+                    f'{schema}') from None
+  if not isinstance(obj, dict):
+    raise DataError(f'{where}: found a JSON {type(obj).__name__}; {schema}')
+  for key in ('source', 'target'):
+    if key not in obj:
+      raise DataError(f'{where}: missing field "{key}"; {schema}')
+    if not isinstance(obj[key], str):
+      raise DataError(f'{where}: field "{key}" is a JSON '
+                      f'{type(obj[key]).__name__}, not a string; {schema}')
+  return obj['source'], obj['target']
+
+
+def text_file_source(path: str | os.PathLike) -> _ListPairs:
+  """Reads a parallel-text file: `.tsv` (source TAB target) or `.jsonl`.
+
+  The file is UTF-8 (a leading BOM is fine); blank lines are skipped and line
+  endings ('\\n' or '\\r\\n') stripped. Every problem raises DataError naming
+  `file:line`.
+  """
+  path = os.fspath(path)
+  parse = {'.tsv': _parse_tsv, '.jsonl': _parse_jsonl}.get(
+      os.path.splitext(path)[1].lower())
+  if parse is None:
+    raise DataError(f'{path}: unsupported file type; use .tsv '
+                    '(source<TAB>target per line) or .jsonl')
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as e:
+    raise DataError(f'{path}: cannot read parallel-text file: '
+                    f'{e.strerror}') from None
+  data = data.removeprefix(_BOM)
+  sources, targets = [], []
+  for lineno, raw in enumerate(data.split(b'\n'), start=1):
+    where = f'{path}:{lineno}'
+    try:
+      line = raw.removesuffix(b'\r').decode('utf-8')
+    except UnicodeDecodeError as e:
+      raise DataError(f'{where}: invalid UTF-8 at byte {e.start + 1} of the '
+                      'line; re-save the file as UTF-8') from None
+    if not line.strip():
+      continue
+    source, target = parse(line, where)
+    sources.append(source)
+    targets.append(target)
+  if not sources:
+    raise DataError(f'{path}: no examples (the file is empty or blank); '
+                    'expected one source/target pair per line')
+  return _ListPairs(sources, targets, path)
+
+
+def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
+  """The source for `split` ('train', 'validation', 'test') of `config`.
+
+  Reads `config.dataset`:
+    'number_translation/<cfg>': generated into `config.data_dir` on first use.
+    '<tfds name>', e.g. 'wmt14_translate/de-en' or 'wmt17_translate/de-en':
+      prepared array_record data in `config.data_dir`, translating feature
+      `config.source_lang` to `config.target_lang`. Split names pass through:
+      both WMT de-en sets have train/validation/test (test is newstest2014
+      resp. newstest2017).
+    'text_files': `config.text_files[split]` is a .tsv or .jsonl path.
+  """
+  dataset = config.dataset
+  if dataset == 'text_files':
+    path = config.text_files.get(split)
+    if not path:
+      raise DataError(f'config.text_files has no file for split {split!r}; '
+                      f'it names {sorted(config.text_files.keys())}')
+    return text_file_source(path)
+  if dataset.split('/')[0] == number_translation.NumberTranslation.name:
+    number_translation.prepare(dataset.partition('/')[2] or None,
+                               config.data_dir)
+    return tfds_source(dataset, split, config.data_dir)
+  return tfds_source(dataset, split, config.data_dir,
+                     config.source_lang, config.target_lang)

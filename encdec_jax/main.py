@@ -1,0 +1,49 @@
+r"""The one entry point: train, evaluate or decode an experiment.
+
+  python -m encdec_jax.main --config=experiments/number_translation.py \
+      --workdir=runs/en_de [--config.batch_size=64 ...] [--mode=train]
+
+  python -m encdec_jax.main --config=experiments/number_translation.py \
+      --workdir=runs/en_de --mode=decode --input=numbers.txt --output=-
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (experiments/*.py); override "
+    "fields with --config.<field>=<value>.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, tokenizer, "
+                    "TensorBoard events and results.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "decode"],
+                  "train (resumes if the workdir has a checkpoint), eval (the "
+                  "latest checkpoint on validation and test), decode (--input "
+                  "to --output).")
+flags.DEFINE_string("input", "-", "--mode=decode: source file, one a line; "
+                    "'-' reads stdin.")
+flags.DEFINE_string("output", "-", "--mode=decode: output file; '-' is stdout.")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  # Imported after flag parsing so --help stays fast.
+  from encdec_jax.train import inference, trainer
+  config, workdir = FLAGS.config, FLAGS.workdir
+  if FLAGS.mode == "train":
+    trainer.train_and_evaluate(config, workdir)
+  elif FLAGS.mode == "eval":
+    inference.evaluate_checkpoint(config, workdir)
+  else:
+    inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
+
+
+if __name__ == "__main__":
+  # Configs import their siblings (experiments/...) from the repo root.
+  sys.path.insert(0, os.getcwd())
+  app.run(main)

@@ -1,0 +1,100 @@
+"""Encoder-decoder Transformer: params split at the top into encoder / decoder.
+
+  params = model.init({"params": rng}, inputs_BxS, shift_right(targets_BxT))
+  logits_BxTxV = model.apply({"params": params}, inputs_BxS,
+                             shift_right(targets_BxT), deterministic=False,
+                             rngs={"dropout": rng})
+
+Incremental decoding (see encdec_jax.decoding):
+
+  encoded = model.apply({"params": params}, inputs_BxS,
+                        method=EncoderDecoder.encode)
+  cache = init_cache(model, batch_size, max_decode_len, source_len)
+  tokens_to_logits = make_tokens_to_logits(model, params, encoded)
+"""
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.nn.transformer import (PAD_ID, TransformerDecoder,
+                                       TransformerEncoder)
+
+
+@flax.struct.dataclass
+class Encoded:
+  """Encoder output; a pytree, so it passes through jit and while_loop."""
+  hidden_BxSxD: jax.Array
+  mask_BxS: jax.Array  # bool, True at real (non-pad) source tokens.
+
+
+def shift_right(targets_BxT: jax.Array) -> jax.Array:
+  """Decoder inputs: a start token (= pad id 0) then targets[:, :-1]."""
+  start_Bx1 = jnp.full_like(targets_BxT[:, :1], PAD_ID)
+  return jnp.concatenate([start_Bx1, targets_BxT[:, :-1]], axis=1)
+
+
+class EncoderDecoder(nn.Module):
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    self.encoder = TransformerEncoder(cfg)
+    # The decoder borrows the encoder's token table: its params stay under
+    # encoder/, so the encoder subtree alone is a complete encoder.
+    shared = self.encoder.embedder.token_embed if cfg.share_embeddings else None
+    self.decoder = TransformerDecoder(cfg, shared_token_embed=shared)
+
+  def encode(self, inputs_BxS, *, token_types_BxS=None,
+             deterministic: bool = True) -> Encoded:
+    hidden_BxSxD = self.encoder(inputs_BxS, token_types_BxS,
+                                deterministic=deterministic)
+    return Encoded(hidden_BxSxD=hidden_BxSxD, mask_BxS=inputs_BxS != PAD_ID)
+
+  def decode(self, targets_BxT, encoded: Encoded, *, decode: bool = False,
+             deterministic: bool = True) -> jax.Array:
+    """Logits BxTxV for shifted-right targets; decode: Bx1, `cache` mutable."""
+    return self.decoder(targets_BxT, encoded.hidden_BxSxD, encoded.mask_BxS,
+                        decode=decode, deterministic=deterministic)
+
+  def __call__(self, inputs_BxS, targets_in_BxT, *, token_types_BxS=None,
+               deterministic: bool = True) -> jax.Array:
+    encoded = self.encode(inputs_BxS, token_types_BxS=token_types_BxS,
+                          deterministic=deterministic)
+    return self.decode(targets_in_BxT, encoded, deterministic=deterministic)
+
+
+def _init_decode_variables(model: EncoderDecoder, inputs_BxS, targets_BxT):
+  return model.decode(targets_BxT, model.encode(inputs_BxS), decode=True)
+
+
+def init_cache(model: EncoderDecoder, batch_size: int, max_decode_len: int,
+               source_len: int) -> Any:
+  """Zero `cache` collection for decoding up to max_decode_len steps.
+
+  Shapes come from jax.eval_shape of a decode=True init, so nothing is computed
+  and no params are needed; safe to call inside jit.
+  """
+  inputs_BxS = jnp.ones((batch_size, source_len), jnp.int32)
+  targets_BxT = jnp.ones((batch_size, max_decode_len), jnp.int32)
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), inputs_BxS, targets_BxT,
+                         method=_init_decode_variables))
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
+
+
+def make_tokens_to_logits(
+    model: EncoderDecoder, params: Any, encoded: Encoded
+) -> Callable[[jax.Array, Any], tuple[jax.Array, Any]]:
+  """(tokens_Bx1, cache) -> (logits_BxV, new_cache): one cached decoder step."""
+
+  def tokens_to_logits(tokens_Bx1, cache):
+    logits_Bx1xV, variables = model.apply(
+        {"params": params, "cache": cache}, tokens_Bx1, encoded, decode=True,
+        mutable=["cache"], method=EncoderDecoder.decode)
+    return logits_Bx1xV[:, 0], variables["cache"]
+
+  return tokens_to_logits

@@ -1,0 +1,152 @@
+"""Multi-head dot-product attention, attention masks and the decoding KV cache.
+
+Masks are boolean, True where attention is allowed, broadcastable to
+B x heads x queries x keys (`mask_Bx1xTxS`).
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from encdec_jax.nn.config import TransformerConfig
+
+
+def padding_mask(q_valid_BxT: jax.Array, kv_valid_BxS: jax.Array) -> jax.Array:
+  """Bx1xTxS: query t may attend key s iff both are real tokens."""
+  return q_valid_BxT[:, None, :, None] & kv_valid_BxS[:, None, None, :]
+
+
+def causal_mask(length: int) -> jax.Array:
+  """1x1xLxL: query t may attend keys s <= t."""
+  return jnp.tril(jnp.ones((length, length), jnp.bool_))[None, None]
+
+
+def combine_masks(*masks: jax.Array | None) -> jax.Array | None:
+  """Logical AND of the masks that are not None (None if all are)."""
+  masks = [m for m in masks if m is not None]
+  if not masks:
+    return None
+  return functools.reduce(jnp.logical_and, masks)
+
+
+class MultiHeadAttention(nn.Module):
+  """Projections and scaled dot-product attention for self/cross attention.
+
+  Params: query/key/value (D -> heads x head_dim), out (heads x head_dim -> D).
+  """
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    dense = functools.partial(
+        nn.DenseGeneral, use_bias=cfg.use_bias, dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype,
+        kernel_init=nn.initializers.xavier_uniform())
+    self.query = dense(features=(cfg.num_heads, cfg.head_dim))
+    self.key = dense(features=(cfg.num_heads, cfg.head_dim))
+    self.value = dense(features=(cfg.num_heads, cfg.head_dim))
+    self.out = dense(features=cfg.emb_dim, axis=(-2, -1))
+    self.attention_dropout = nn.Dropout(rate=cfg.attention_dropout_rate)
+
+  def attend(self, q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS, *,
+             deterministic: bool) -> jax.Array:
+    """Attention of projected queries over projected keys/values -> BxTxD."""
+    q_BxTxHxK = q_BxTxHxK * q_BxTxHxK.shape[-1] ** -0.5
+    logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
+    # Softmax in float32: bfloat16 exponentials lose too much precision.
+    logits_BxHxTxS = logits_BxHxTxS.astype(jnp.float32)
+    if mask_Bx1xTxS is not None:
+      big_negative = jnp.finfo(jnp.float32).min
+      logits_BxHxTxS = jnp.where(mask_Bx1xTxS, logits_BxHxTxS, big_negative)
+    weights_BxHxTxS = jax.nn.softmax(logits_BxHxTxS).astype(self.config.dtype)
+    weights_BxHxTxS = self.attention_dropout(
+        weights_BxHxTxS, deterministic=deterministic)
+    out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", weights_BxHxTxS, v_BxSxHxK)
+    return self.out(out_BxTxHxK)
+
+
+class SelfAttention(MultiHeadAttention):
+  """Self-attention; with decode=True, one query step against a KV cache.
+
+  Cache variables (collection `cache`): cached_key/cached_value BxLxHxK and
+  cache_index (next position to write). The init call with decode=True sees the
+  full-length input and so creates a cache of that length.
+  """
+
+  @nn.compact
+  def __call__(self, x_BxTxD, mask_Bx1xTxT=None, *, decode: bool = False,
+               deterministic: bool = True) -> jax.Array:
+    q_BxTxHxK = self.query(x_BxTxD)
+    k_BxTxHxK = self.key(x_BxTxD)
+    v_BxTxHxK = self.value(x_BxTxD)
+    if decode:
+      is_initialized = self.has_variable("cache", "cached_key")
+      cached_key = self.variable("cache", "cached_key", jnp.zeros,
+                                 k_BxTxHxK.shape, k_BxTxHxK.dtype)
+      cached_value = self.variable("cache", "cached_value", jnp.zeros,
+                                   v_BxTxHxK.shape, v_BxTxHxK.dtype)
+      cache_index = self.variable("cache", "cache_index",
+                                  lambda: jnp.array(0, jnp.int32))
+      if is_initialized:  # Not the shape-creating init call: one real step.
+        batch, max_len, heads, head_dim = cached_key.value.shape
+        if q_BxTxHxK.shape != (batch, 1, heads, head_dim):
+          raise ValueError(f"decode=True expects one step per call, got query "
+                           f"{q_BxTxHxK.shape} for cache {(batch, max_len)}.")
+        index = cache_index.value
+        k_BxTxHxK = lax.dynamic_update_slice(
+            cached_key.value, k_BxTxHxK, (0, index, 0, 0))
+        v_BxTxHxK = lax.dynamic_update_slice(
+            cached_value.value, v_BxTxHxK, (0, index, 0, 0))
+        cached_key.value = k_BxTxHxK
+        cached_value.value = v_BxTxHxK
+        cache_index.value = index + 1
+        # The single query sees the cache up to and including itself.
+        step_mask_1x1x1xL = (jnp.arange(max_len) <= index)[None, None, None]
+        mask_Bx1xTxT = combine_masks(mask_Bx1xTxT, step_mask_1x1x1xL)
+    return self.attend(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask_Bx1xTxT,
+                       deterministic=deterministic)
+
+
+class CrossAttention(MultiHeadAttention):
+  """Attention of decoder queries over encoder outputs (memory).
+
+  With decode=True the projected memory keys/values are computed on the first
+  step only and kept in the `cache` collection (cached_key/cached_value BxSxHxK,
+  is_filled), since the memory is the same for every step.
+  """
+
+  @nn.compact
+  def __call__(self, x_BxTxD, memory_BxSxD, mask_Bx1xTxS=None, *,
+               decode: bool = False, deterministic: bool = True) -> jax.Array:
+    q_BxTxHxK = self.query(x_BxTxD)
+    if decode and self.has_variable("cache", "cached_key"):
+      k_BxSxHxK, v_BxSxHxK = self._cached_memory_projections(memory_BxSxD)
+    else:
+      k_BxSxHxK = self.key(memory_BxSxD)
+      v_BxSxHxK = self.value(memory_BxSxD)
+      if decode:  # Shape-creating init call: declare the cache.
+        self.variable("cache", "cached_key", jnp.zeros, k_BxSxHxK.shape,
+                      k_BxSxHxK.dtype)
+        self.variable("cache", "cached_value", jnp.zeros, v_BxSxHxK.shape,
+                      v_BxSxHxK.dtype)
+        self.variable("cache", "is_filled", lambda: jnp.array(False))
+    return self.attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS,
+                       deterministic=deterministic)
+
+  def _cached_memory_projections(self, memory_BxSxD):
+    cached_key = self.variable("cache", "cached_key")
+    cached_value = self.variable("cache", "cached_value")
+    is_filled = self.variable("cache", "is_filled")
+    cached = (cached_key.value, cached_value.value)
+    # nn.cond (not lax.cond) so the projections may read this module's params.
+    k_BxSxHxK, v_BxSxHxK = nn.cond(
+        is_filled.value,
+        lambda module, memory: cached,
+        lambda module, memory: (module.key(memory), module.value(memory)),
+        self, memory_BxSxD)
+    cached_key.value = k_BxSxHxK
+    cached_value.value = v_BxSxHxK
+    is_filled.value = jnp.array(True)
+    return k_BxSxHxK, v_BxSxHxK

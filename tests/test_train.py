@@ -1,0 +1,135 @@
+"""End to end on a tiny task: learning, checkpoints, resume, eval and decode."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from num2words import num2words
+
+from encdec_jax import checkpoint
+from encdec_jax.train import experiment, inference, trainer
+from experiments import tiny
+
+
+def _write_tsv(path, numbers):
+  with open(path, "w", encoding="utf-8") as f:
+    for n in numbers:
+      f.write(f"{n}\t{num2words(n)}\n")
+
+
+@pytest.fixture(scope="module")
+def text_files(tmp_path_factory):
+  d = tmp_path_factory.mktemp("data")
+  rng = np.random.default_rng(0)
+  numbers = rng.permutation(1000)
+  files = {}
+  for split, part in (("train", numbers[:900]), ("validation", numbers[900:950]),
+                      ("test", numbers[950:])):
+    files[split] = str(d / f"{split}.tsv")
+    _write_tsv(files[split], part)
+  return files
+
+
+def _config(text_files, **overrides):
+  c = tiny.get_config()
+  c.dataset = "text_files"
+  c.text_files.update(text_files)
+  c.update(overrides)
+  return c
+
+
+def _metrics(workdir, split):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [r for r in map(json.loads, f) if r["split"] == split]
+
+
+def test_tiny_model_learns_tiny_task(text_files, tmp_path):
+  config = _config(text_files, num_train_steps=300, learning_rate=3e-3,
+                   warmup_steps=30, eval_every=150, log_every=50,
+                   checkpoint_every=300, batch_size=32)
+  config.model.update(emb_dim=64, qkv_dim=64, mlp_dim=128,
+                      num_encoder_layers=2, num_decoder_layers=2)
+  results = trainer.train_and_evaluate(config, str(tmp_path))
+  train = _metrics(str(tmp_path), "train")
+  assert train[-1]["loss"] < 0.5 * train[0]["loss"]
+  val = _metrics(str(tmp_path), "validation")
+  assert val[-1]["exact_match"] > val[0]["exact_match"]
+  assert results["test"]["chrf"] > 50
+  assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_checkpoint_round_trip(text_files, tmp_path):
+  workdir = str(tmp_path)
+  config = _config(text_files, num_train_steps=10, checkpoint_every=5,
+                   eval_every=100, test_at_end=False)
+  trainer.train_and_evaluate(config, workdir)
+  manager = checkpoint.make_manager(workdir)
+  assert manager.all_steps() == [5, 10]
+  exp = experiment.setup(config, workdir, train_tokenizer=False)
+  params, step = checkpoint.restore_params(manager,
+                                           experiment.abstract_params(exp))
+  assert step == 10 and set(params) == {"encoder", "decoder"}
+  # The encoder item restores alone, equal to the state's encoder.
+  encoder = manager.restore(10, args=ocp.args.Composite(
+      encoder=ocp.args.StandardRestore(params["encoder"])))["encoder"]
+  for a, b in zip(jax.tree.leaves(encoder), jax.tree.leaves(params["encoder"])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_then_rerun_resumes_and_matches_uninterrupted(
+    text_files, tmp_path, monkeypatch):
+  config = _config(text_files, num_train_steps=15, checkpoint_every=5,
+                   eval_every=100, test_at_end=False)
+  workdir = str(tmp_path / "interrupted")
+  real_save = checkpoint.save
+  preempted = []
+
+  def save_then_preempt(manager, state, data_state, meta):
+    real_save(manager, state, data_state, meta)
+    if int(state.step) == 10 and not preempted:  # a notice after step 10
+      preempted.append(True)
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(checkpoint, "save", save_then_preempt)
+  assert trainer.train_and_evaluate(config, workdir) == {"stopped_at_step": 10}
+  monkeypatch.setattr(checkpoint, "save", real_save)
+  trainer.train_and_evaluate(config, workdir)  # the same command again
+  assert [r["step"] for r in _metrics(workdir, "train")] == [5, 10, 15]
+
+  straight_dir = str(tmp_path / "straight")
+  trainer.train_and_evaluate(config, straight_dir)
+  exp = experiment.setup(config, workdir, train_tokenizer=False)
+  restored = [checkpoint.restore_params(checkpoint.make_manager(d),
+                                        experiment.abstract_params(exp))
+              for d in (workdir, straight_dir)]
+  assert restored[0][1] == restored[1][1] == 15
+  for a, b in zip(jax.tree.leaves(restored[0][0]),
+                  jax.tree.leaves(restored[1][0])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_eval_and_decode_modes(text_files, tmp_path):
+  workdir = str(tmp_path)
+  config = _config(text_files, num_train_steps=5, eval_every=100,
+                   test_at_end=False)
+  trainer.train_and_evaluate(config, workdir)
+  results = inference.evaluate_checkpoint(config, workdir)
+  assert set(results) == {"validation", "test"}
+  assert results["test"]["num_decoded"] == 50
+  src = tmp_path / "in.txt"
+  src.write_text("12\n345\n\n7\n", encoding="utf-8")
+  out = tmp_path / "out.txt"
+  inference.decode_file(config, workdir, str(src), str(out))
+  assert len(out.read_text(encoding="utf-8").splitlines()) == 4
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    inference.decode_file(config, workdir, str(tmp_path / "nope.txt"), "-")
+
+
+def test_eval_without_a_trained_workdir_is_a_clear_error(text_files, tmp_path):
+  config = _config(text_files, tokenizer="sentencepiece")
+  with pytest.raises(FileNotFoundError, match="train first"):
+    inference.evaluate_checkpoint(config, str(tmp_path))
