@@ -10,7 +10,7 @@ r"""The one entry point: train, evaluate or decode an experiment.
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file(
@@ -32,6 +32,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    # Library INFO logs (orbax, TFDS) bury the progress lines; -v 0 shows them.
+    logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so --help stays fast.
   from encdec_jax.train import inference, trainer
   config, workdir = FLAGS.config, FLAGS.workdir

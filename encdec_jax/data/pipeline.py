@@ -74,43 +74,54 @@ def _check(config, boundaries):
                      f"{max(config.max_source_length, config.max_target_length)}.")
 
 
-def _tokenize_fn(tokenizer: Tokenizer, config):
-  return lambda ex: tokenize_pair(ex, tokenizer, config.max_source_length,
-                                  config.max_target_length)
+def read_many(source, indices) -> list:
+  """source[i] for each index, in one batched read where the source has one."""
+  getitems = getattr(source, "__getitems__", None)
+  return getitems(indices) if getitems else [source[int(i)] for i in indices]
+
+
+def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int):
+  """indices -> a padded batch: one read, then tokenize and pad."""
+  boundaries = sorted(config.bucket_boundaries)
+  _check(config, boundaries)
+
+  def make_batch(indices):
+    examples = [tokenize_pair(ex, tokenizer, config.max_source_length,
+                              config.max_target_length)
+                for ex in read_many(source, indices)]
+    return pad_batch(examples, batch_size, boundaries, config.overlong)
+
+  return make_batch
 
 
 def train_dataset(source, tokenizer: Tokenizer, config,
                   seed: int) -> grain.IterDataset:
   """Endless, shuffled (reshuffled each epoch), this process's share only.
 
-  Each process reads a disjoint slice of the source and makes batches of
-  batch_size / process_count examples; its iterator state is a small dict
-  ({'next_index': k}) saved with every checkpoint for an exact resume.
+  The shuffle and batching act on example indices; each batch is then read
+  with one batched read. Each process takes a disjoint slice of the indices
+  and makes batches of batch_size / process_count examples. The iterator state
+  is a small dict ({'next_index': k}) saved with every checkpoint for an exact
+  resume.
   """
-  boundaries = sorted(config.bucket_boundaries)
-  _check(config, boundaries)
   n_proc = jax.process_count()
   if config.batch_size % n_proc:
     raise ValueError(f"config.batch_size={config.batch_size} must divide by "
                      f"the number of processes ({n_proc}).")
   per_process = config.batch_size // n_proc
-  ds = grain.MapDataset.source(source)[jax.process_index()::n_proc]
+  make_batch = _batch_fn(source, tokenizer, config, per_process)
+  ds = grain.MapDataset.range(len(source))[jax.process_index()::n_proc]
   ds = ds.seed(seed).shuffle().repeat(None)
-  ds = ds.map(_tokenize_fn(tokenizer, config))
-  ds = ds.batch(per_process, drop_remainder=True,
-                batch_fn=lambda exs: pad_batch(exs, per_process, boundaries,
-                                               config.overlong))
+  ds = ds.batch(per_process, drop_remainder=True).map(make_batch)
   return ds.to_iter_dataset(
-      grain.ReadOptions(num_threads=2, prefetch_buffer_size=8))
+      grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
 
 
 def eval_batches(source, tokenizer: Tokenizer, config, batch_size: int,
-                 num_examples: int | None = None):
+                 num_examples: int | None = None) -> grain.MapDataset:
   """One ordered pass over (the first `num_examples` of) a split."""
-  boundaries = sorted(config.bucket_boundaries)
-  _check(config, boundaries)
-  ds = grain.MapDataset.source(source).map(_tokenize_fn(tokenizer, config))
+  make_batch = _batch_fn(source, tokenizer, config, batch_size)
+  n = len(source)
   if num_examples is not None and num_examples >= 0:
-    ds = ds[:num_examples]
-  return ds.batch(batch_size, batch_fn=lambda exs: pad_batch(
-      exs, batch_size, boundaries, config.overlong))
+    n = min(n, num_examples)
+  return grain.MapDataset.range(n).batch(batch_size).map(make_batch)

@@ -34,10 +34,19 @@ class _TfdsPairs:
   def __len__(self) -> int:
     return len(self._data)
 
-  def __getitem__(self, index: int) -> dict[str, str]:
-    example = self._data[index]
+  def _pair(self, example) -> dict[str, str]:
     return {'source': _text(example[self._keys[0]]),
             'target': _text(example[self._keys[1]])}
+
+  def __getitem__(self, index: int) -> dict[str, str]:
+    return self._pair(self._data[index])
+
+  def __getitems__(self, indices) -> list[dict[str, str]]:
+    # array_record reads a batch of records ~10x faster than one at a time.
+    getitems = getattr(self._data, '__getitems__', None)
+    if getitems is None:
+      return [self[i] for i in indices]
+    return [self._pair(e) for e in getitems([int(i) for i in indices])]
 
   def __repr__(self) -> str:
     return f'_TfdsPairs({self._data!r}, keys={self._keys})'
@@ -54,6 +63,9 @@ class _ListPairs:
 
   def __getitem__(self, index: int) -> dict[str, str]:
     return {'source': self._sources[index], 'target': self._targets[index]}
+
+  def __getitems__(self, indices) -> list[dict[str, str]]:
+    return [self[int(i)] for i in indices]
 
   def __repr__(self) -> str:
     return f'_ListPairs({self._name!r}, {len(self)} pairs)'

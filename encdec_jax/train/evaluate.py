@@ -31,12 +31,14 @@ def make_greedy_fn(model: EncoderDecoder, max_decode_len: int):
   return greedy
 
 
-def translation_metrics(hypotheses: list[str], references: list[str]) -> dict:
-  """Exact match (%), corpus BLEU and chrF (sacrebleu defaults)."""
+def translation_metrics(hypotheses: list[str], references: list[str],
+                        bleu_tokenize: str = "13a") -> dict:
+  """Exact match (%), corpus BLEU (with `bleu_tokenize`) and chrF."""
   exact = np.mean([h.strip() == r.strip()
                    for h, r in zip(hypotheses, references)])
   return {"exact_match": 100.0 * float(exact),
-          "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+          "bleu": sacrebleu.corpus_bleu(hypotheses, [references],
+                                         tokenize=bleu_tokenize).score,
           "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
 
 
@@ -93,7 +95,7 @@ def evaluate_and_report(exp, params, greedy_fn, eval_step_fn, writer, step,
   srcs, refs, hyps = decode_split(
       greedy_fn, params, exp.sources[split], exp.tokenizer, config, exp.mesh,
       num_decode)
-  metrics.update(translation_metrics(hyps, refs))
+  metrics.update(translation_metrics(hyps, refs, config.bleu_tokenize))
   metrics["wall_time_s"] = elapsed
   metrics["num_decoded"] = len(hyps)
   writer.write(step, split, metrics)

@@ -11,6 +11,7 @@ import optax
 from jax.sharding import Mesh
 
 from encdec_jax import parallel
+from encdec_jax.data import pipeline
 from encdec_jax.data import sources as sources_lib
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
@@ -30,11 +31,13 @@ class Experiment:
   model: EncoderDecoder
 
 
-def _training_texts(source, max_pairs: int = 100_000):
-  for i in range(min(len(source), max_pairs)):
-    example = source[i]
-    yield example["source"]
-    yield example["target"]
+def _training_texts(source, max_pairs: int = 50_000, chunk: int = 4096):
+  """Source and target text of the first examples (enough for a vocabulary)."""
+  for start in range(0, min(len(source), max_pairs), chunk):
+    stop = min(start + chunk, len(source), max_pairs)
+    for example in pipeline.read_many(source, range(start, stop)):
+      yield example["source"]
+      yield example["target"]
 
 
 def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
