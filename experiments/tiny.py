@@ -10,7 +10,7 @@ from experiments import number_translation
 
 def get_config():
   c = number_translation.get_config()
-  c.dataset = "number_translation/digits_en"
+  c.dataset = "number_translation/digits_en_small"
   c.tokenizer = "bytes"
   c.max_source_length = 64
   c.max_target_length = 64

@@ -130,6 +130,11 @@ class NumberTranslation(tfds.core.GeneratorBasedBuilder):
           name='digits_en', source_lang=DIGITS, target_lang='en',
           max_number=10**6,
           description='Digits -> English words ("24" -> "twenty-four").'),
+      NumberTranslationConfig(
+          name='digits_en_small', source_lang=DIGITS, target_lang='en',
+          max_number=10**4, num_train=3_000, num_validation=200,
+          num_test=200,
+          description='A 3k-example digits_en for tests and smoke runs.'),
   ]
 
   @tfds.core.utils.classproperty

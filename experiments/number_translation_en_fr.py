@@ -1,0 +1,34 @@
+r"""English → French number translation, numbers below 10^12: the harder task.
+
+Up to twelve digits: "nine hundred and eighty-seven billion, six hundred and
+fifty-four million, ..." → "neuf cent quatre-vingt-sept milliards six cent
+cinquante-quatre millions ...", with French's vigesimal forms
+("quatre-vingt-dix-neuf" = 99), "et un" and plural agreement ("deux cents" but
+"deux cent un"), on 400k training numbers and test numbers never seen.
+
+Run:
+  python -m encdec_jax.main --config=experiments/number_translation_en_fr.py \
+      --workdir=runs/en_fr
+
+Result: see README.md "Results" (measured with this exact command).
+"""
+
+from experiments import number_translation
+
+
+def get_config():
+  c = number_translation.get_config()
+  c.dataset = "number_translation/en_fr_1e12"
+  c.target_lang = "fr"
+  c.vocab_size = 512
+  c.max_source_length = 64
+  c.max_target_length = 64
+  c.bucket_boundaries = (16, 24, 32, 40, 48, 64)
+  c.model.update(num_encoder_layers=3, num_decoder_layers=3, max_len=64)
+  c.num_train_steps = 3000
+  c.warmup_steps = 200
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.max_decode_length = 64
+  c.bleu_tokenize = "13a"  # French numbers are several words
+  return c
