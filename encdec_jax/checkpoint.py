@@ -46,6 +46,43 @@ def _abstract(tree):
       tree)
 
 
+def _step_or_latest(manager: ocp.CheckpointManager, step: int | None) -> int:
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train "
+                            "first (--mode=train) or check --workdir.")
+  return step
+
+
+def read_meta(manager: ocp.CheckpointManager, step: int | None = None) -> dict:
+  """The small JSON item of a step (reads nothing else)."""
+  step = _step_or_latest(manager, step)
+  return manager.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore()))["meta"]
+
+
+def check_compatible(meta: dict, expected: dict, where: str) -> None:
+  """Refuses to resume a checkpoint written for a different model/dataset."""
+  saved = _flatten(meta)
+  diffs = [f"{k}: checkpoint {saved[k]!r} vs config {v!r}"
+           for k, v in _flatten(expected).items()
+           if k in saved and saved[k] != v]
+  if diffs:
+    raise ValueError(f"the checkpoint in {where} was written for a different "
+                     f"experiment ({'; '.join(diffs)}); use a new --workdir or "
+                     "the original config.")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
 def restore(manager: ocp.CheckpointManager, target_state,
             step: int | None = None) -> tuple[Any, dict, dict]:
   """(state, data_state, meta) of `step` (default: the latest committed).
@@ -53,10 +90,7 @@ def restore(manager: ocp.CheckpointManager, target_state,
   `target_state` (concrete or abstract) gives structure, shapes, dtypes and
   shardings of the restored state.
   """
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train "
-                            "first (--mode=train) or check --workdir.")
+  step = _step_or_latest(manager, step)
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(_abstract(target_state)),
       data=ocp.args.JsonRestore(),
@@ -67,10 +101,7 @@ def restore(manager: ocp.CheckpointManager, target_state,
 def restore_params(manager: ocp.CheckpointManager, target_params,
                    step: int | None = None):
   """Only the params (for eval/decode): reads no optimizer state."""
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {manager.directory}; train "
-                            "first (--mode=train) or check --workdir.")
+  step = _step_or_latest(manager, step)
   abstract = {"params": _abstract(target_params)}
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore(

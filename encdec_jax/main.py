@@ -38,12 +38,19 @@ def main(argv):
   # Imported after flag parsing so --help stays fast.
   from encdec_jax.train import inference, trainer
   config, workdir = FLAGS.config, FLAGS.workdir
-  if FLAGS.mode == "train":
-    trainer.train_and_evaluate(config, workdir)
-  elif FLAGS.mode == "eval":
-    inference.evaluate_checkpoint(config, workdir)
-  else:
-    inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
+  try:
+    if FLAGS.mode == "train":
+      trainer.train_and_evaluate(config, workdir)
+    elif FLAGS.mode == "eval":
+      inference.evaluate_checkpoint(config, workdir)
+    else:
+      inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
+  except (ValueError, FileNotFoundError, PermissionError) as e:
+    # Bad input (config value, data file, checkpoint): one line, no traceback
+    # unless --verbosity was given.
+    if FLAGS["verbosity"].present:
+      raise
+    sys.exit(f"error: {e}\n(rerun with --verbosity=0 for the traceback)")
 
 
 if __name__ == "__main__":

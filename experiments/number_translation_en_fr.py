@@ -25,7 +25,7 @@ def get_config():
   c.max_target_length = 64
   c.bucket_boundaries = (16, 24, 32, 40, 48, 64)
   c.model.update(num_encoder_layers=3, num_decoder_layers=3, max_len=64)
-  c.num_train_steps = 3000
+  c.num_train_steps = 2000
   c.warmup_steps = 200
   c.eval_every = 500
   c.checkpoint_every = 500

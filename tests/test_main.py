@@ -42,3 +42,16 @@ def test_unknown_mode_and_config_field_are_rejected(tmp_path):
   bad_field = _main("--config=experiments/tiny.py", f"--workdir={tmp_path}",
                     "--config.batch_sise=8")
   assert bad_field.returncode != 0 and "batch_sise" in bad_field.stderr
+
+
+def test_malformed_tsv_line_is_one_clear_line(tmp_path):
+  bad = tmp_path / "train.tsv"
+  bad.write_text("1\tone\n2 two\n", encoding="utf-8")
+  run = _main("--config=experiments/tiny.py", f"--workdir={tmp_path / 'w'}",
+              "--config.dataset=text_files",
+              f"--config.text_files.train={bad}",
+              f"--config.text_files.validation={bad}",
+              f"--config.text_files.test={bad}")
+  assert run.returncode == 1
+  assert f"error: {bad}:2: expected 2 tab-separated fields" in run.stderr
+  assert "Traceback" not in run.stderr

@@ -133,3 +133,16 @@ def test_eval_without_a_trained_workdir_is_a_clear_error(text_files, tmp_path):
   config = _config(text_files, tokenizer="sentencepiece")
   with pytest.raises(FileNotFoundError, match="train first"):
     inference.evaluate_checkpoint(config, str(tmp_path))
+
+
+def test_resume_with_a_different_model_is_refused_by_name(text_files, tmp_path):
+  config = _config(text_files, num_train_steps=5, eval_every=100,
+                   test_at_end=False)
+  trainer.train_and_evaluate(config, str(tmp_path))
+  wider = _config(text_files, num_train_steps=10, eval_every=100,
+                  test_at_end=False)
+  wider.model.emb_dim = 48
+  with pytest.raises(ValueError, match=r"model\.emb_dim: checkpoint 32 vs "
+                     r"config 48.*new --workdir"):
+    trainer.train_and_evaluate(wider, str(tmp_path))
+  assert checkpoint.make_manager(str(tmp_path)).all_steps() == [5]

@@ -59,7 +59,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                     max_to_keep=config.keep_checkpoints)
   train_iter = iter(pipeline.train_dataset(exp.sources["train"], exp.tokenizer,
                                            config, seed=config.seed))
+  meta = {"model": config.model.to_dict(), "dataset": config.dataset,
+          "vocab_size": exp.tokenizer.vocab_size}
   if manager.latest_step() is not None:
+    checkpoint.check_compatible(checkpoint.read_meta(manager), meta,
+                                str(manager.directory))
     state, data_state, _ = checkpoint.restore(manager, state)
     train_iter.set_state(data_state)
     mw.log(f"resumed from {manager.directory} at step {int(state.step)}")
@@ -76,7 +80,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   eval_step_fn = evaluate.make_eval_step(exp.model, config.label_smoothing)
   greedy_fn = evaluate.make_greedy_fn(exp.model, config.max_decode_length)
   writer = mw.MetricsWriter(workdir)
-  meta = {"model": config.model.to_dict(), "dataset": config.dataset}
 
   def save():
     checkpoint.save(manager, state, train_iter.get_state(), meta)
