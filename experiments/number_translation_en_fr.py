@@ -10,7 +10,9 @@ Run:
   python -m encdec_jax.main --config=experiments/number_translation_en_fr.py \
       --workdir=runs/en_fr
 
-Result: see README.md "Results" (measured with this exact command).
+Result (2026-11-21, 2-core AMD EPYC CPU, float32): 100.00 % exact match on
+the 2,000 test numbers (BLEU 100, chrF 100) after 2,000 steps, 30.4 min wall
+time including data preparation (97.4 % on validation at step 500, 7.8 min).
 """
 
 from experiments import number_translation
