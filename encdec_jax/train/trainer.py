@@ -81,8 +81,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   greedy_fn = evaluate.make_greedy_fn(exp.model, config.max_decode_length)
   writer = mw.MetricsWriter(workdir)
 
+  saved_step = manager.latest_step()
+
   def save():
-    checkpoint.save(manager, state, train_iter.get_state(), meta)
+    nonlocal saved_step
+    if saved_step != step:  # a stop right after a periodic save saves once
+      checkpoint.save(manager, state, train_iter.get_state(), meta)
+      saved_step = step
 
   stop = _StopRequest()
   first_step = int(state.step)
@@ -123,8 +128,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                f"saved in {manager.directory}. Rerun the same command to "
                "resume.")
         return {"stopped_at_step": step}
-    if first_step == step and manager.latest_step() != step:
-      save()  # a run asked for 0 more steps still leaves a checkpoint
+    save()  # no-op unless the run ended off a checkpoint step (e.g. 0 steps)
     results = {"step": step}
     results["validation"] = evaluate.evaluate_and_report(
         exp, state.params, greedy_fn, eval_step_fn, writer, step,
