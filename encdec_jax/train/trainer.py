@@ -42,6 +42,19 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
+def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
+  """Per-token means over the steps since the last log, and overlong count.
+
+  Fetching only here keeps the device busy between logs (async dispatch).
+  """
+  fetched = jax.device_get(step_metrics)
+  totals = {k: sum(m[k] for m in fetched)
+            for k in ("loss", "nll", "correct", "tokens")}
+  latest = {k: fetched[-1][k] for k in ("grad_norm", "learning_rate")}
+  return (step_lib.summarize(dict(totals, **latest)),
+          int(sum(m["overlong"] for m in fetched)))
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it has a checkpoint)."""
   start = time.time()
@@ -101,12 +114,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
       step += 1
       pending.append(metrics)
       if step % config.log_every == 0 or step == config.num_train_steps:
-        fetched = jax.device_get(pending)
-        totals = {k: sum(m[k] for m in fetched) for k in
-                  ("loss", "nll", "correct", "tokens")}
-        summary = step_lib.summarize(dict(totals, **{
-            k: fetched[-1][k] for k in ("grad_norm", "learning_rate")}))
-        overlong_total += int(sum(m["overlong"] for m in fetched))
+        summary, overlong = _summarize_steps(pending)
+        overlong_total += overlong
         now = time.time()
         summary["steps_per_sec"] = (step - tick_step) / (now - tick)
         summary["overlong_examples"] = overlong_total
@@ -117,10 +126,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if step % config.checkpoint_every == 0 or step == config.num_train_steps:
         save()
       if step % config.eval_every == 0 and step < config.num_train_steps:
-        evaluate.evaluate_and_report(exp, state.params, greedy_fn, eval_step_fn, writer,
-                            step, time.time() - start,
-                            num_loss=config.num_eval_examples,
-                            num_decode=config.num_decode_examples)
+        evaluate.evaluate_and_report(
+            exp, state.params, greedy_fn, eval_step_fn, writer, step,
+            time.time() - start, num_loss=config.num_eval_examples,
+            num_decode=config.num_decode_examples)
       if stop.signal is not None:
         save()
         manager.wait_until_finished()
