@@ -18,8 +18,8 @@ SPLITS = ("train", "validation", "test")
 
 
 def export_tsv(dataset: str, out_dir: str, source_lang: str = "source",
-               target_lang: str = "target", data_dir: str | None = None,
-               chunk: int = 4096) -> dict[str, str]:
+               target_lang: str = "target",
+               data_dir: str | None = None) -> dict[str, str]:
   config = ml_collections.ConfigDict(dict(
       dataset=dataset, data_dir=data_dir, source_lang=source_lang,
       target_lang=target_lang))
@@ -29,14 +29,12 @@ def export_tsv(dataset: str, out_dir: str, source_lang: str = "source",
     source = sources.make_source(config, split)
     paths[split] = os.path.join(out_dir, f"{split}.tsv")
     with open(paths[split], "w", encoding="utf-8") as f:
-      for start in range(0, len(source), chunk):
-        for ex in pipeline.read_many(source, range(start, min(
-            start + chunk, len(source)))):
-          if "\t" in ex["source"] + ex["target"] or "\n" in (
-              ex["source"] + ex["target"]):
-            raise ValueError(f"{dataset}/{split}: a pair contains a TAB or "
-                             "newline; TSV cannot hold it, use JSONL.")
-          f.write(f"{ex['source']}\t{ex['target']}\n")
+      for ex in pipeline.iter_examples(source):
+        if "\t" in ex["source"] + ex["target"] or "\n" in (
+            ex["source"] + ex["target"]):
+          raise ValueError(f"{dataset}/{split}: a pair contains a TAB or "
+                           "newline; TSV cannot hold it, use JSONL.")
+        f.write(f"{ex['source']}\t{ex['target']}\n")
   return paths
 
 

@@ -80,6 +80,14 @@ def read_many(source, indices) -> list:
   return getitems(indices) if getitems else [source[int(i)] for i in indices]
 
 
+def iter_examples(source, num_examples: int | None = None,
+                  chunk: int = 4096):
+  """The first `num_examples` (default all) examples, read in chunks."""
+  n = len(source) if num_examples is None else min(num_examples, len(source))
+  for start in range(0, n, chunk):
+    yield from read_many(source, range(start, min(start + chunk, n)))
+
+
 def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int):
   """indices -> a padded batch: one read, then tokenize and pad."""
   boundaries = sorted(config.bucket_boundaries)

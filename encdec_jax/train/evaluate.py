@@ -63,7 +63,7 @@ def decode_split(greedy_fn, params, source, tokenizer, config, mesh,
   batches = pipeline.eval_batches(source, tokenizer, config,
                                   config.eval_batch_size, n)
   hypotheses = translate(greedy_fn, params, batches, tokenizer, mesh, n)
-  examples = [source[i] for i in range(n)]
+  examples = list(pipeline.iter_examples(source, n))
   return ([e["source"] for e in examples], [e["target"] for e in examples],
           hypotheses)
 

@@ -31,13 +31,11 @@ class Experiment:
   model: EncoderDecoder
 
 
-def _training_texts(source, max_pairs: int = 50_000, chunk: int = 4096):
+def _training_texts(source, max_pairs: int = 50_000):
   """Source and target text of the first examples (enough for a vocabulary)."""
-  for start in range(0, min(len(source), max_pairs), chunk):
-    stop = min(start + chunk, len(source), max_pairs)
-    for example in pipeline.read_many(source, range(start, stop)):
-      yield example["source"]
-      yield example["target"]
+  for example in pipeline.iter_examples(source, max_pairs):
+    yield example["source"]
+    yield example["target"]
 
 
 def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
