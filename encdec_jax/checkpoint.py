@@ -4,7 +4,11 @@ Each saved step holds several items, so that any one can be restored alone:
   state    the TrainState (params, optimizer state, step);
   encoder  params['encoder'], readable without touching the rest;
   data     the grain iterator state of the training stream;
-  meta     JSON: step, wall time, the model config (to refuse a mismatch).
+  meta     JSON: step, wall time, the model config (to refuse a mismatch), and
+           meta["encoder"] = encoder_checkpoint.encoder_spec(config,
+           tokenizer), which export_encoder/load_encoder need to check it.
+The encoder alone (save_encoder / load_encoder, with checks) is in
+encoder_checkpoint.py.
 Saves are async and atomic: a killed save leaves a `*.orbax-checkpoint-tmp`
 directory that the manager ignores, so the last committed step stays good.
 """

@@ -21,6 +21,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.task = "translation"
 
   # Data: any TFDS name with `source_lang`/`target_lang` features, our offline
   # `number_translation/<config>`, or "text_files" with `text_files` below.
@@ -59,6 +60,27 @@ def get_config() -> ml_collections.ConfigDict:
   c.weight_decay = 0.01
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.1
+
+  # Parameter groups, each with its own optimizer (encdec_jax/train/
+  # partition.py): (regex over the param path, group) rules, first match wins.
+  # The top-level optimizer fields above are every group's defaults;
+  # group_optim.<group> overrides them (learning_rate, schedule, warmup_steps,
+  # weight_decay, grad_clip_norm, adam_b1, adam_b2).
+  c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"),
+                    (".*", "head"))
+  c.frozen_groups = ()  # e.g. ("encoder",): no gradient, no optimizer state
+  c.group_optim = ml_collections.ConfigDict()
+  # ULMFiT: layer_groups top first; group i trains at lr / lr_decay**i and
+  # from step i * unfreeze_every (0: all from the start).
+  c.layer_groups = ()
+  c.lr_decay_per_group = 1.0
+  c.unfreeze_every = 0
+  # Start from a saved encoder (a save_encoder directory or a training
+  # workdir); it starts frozen unless init_encoder_trainable, and any
+  # mismatch is an error unless init_encoder_strict=False.
+  c.init_encoder = ""
+  c.init_encoder_trainable = False
+  c.init_encoder_strict = True
 
   # Loop.
   c.log_every = 50

@@ -6,10 +6,13 @@ Batches are dicts of numpy arrays:
   overlong_B               int32, 1 where the example exceeded a max length.
 S and T are bucket boundaries, so a training run compiles its step once per
 (S, T) bucket pair, not once per batch.
+
+The task-neutral parts (capping, padding, weights, the shuffled/ordered index
+streams) are public so other tasks (data/classification.py) batch alike.
 """
 
 import bisect
-from typing import Sequence
+from typing import Callable, Sequence
 
 import grain
 import jax
@@ -26,20 +29,47 @@ def bucket_length(length: int, boundaries: Sequence[int]) -> int:
   return boundaries[min(i, len(boundaries) - 1)]
 
 
+def encode_capped(tokenizer: Tokenizer, text: str,
+                  max_len: int) -> tuple[np.ndarray, bool]:
+  """(ids with EOS appended, cut to max_len with EOS kept; whether cut)."""
+  ids = tokenizer.encode(text)
+  overlong = len(ids) + 1 > max_len
+  if overlong:
+    ids = ids[:max_len - 1]
+  return np.append(ids, EOS_ID).astype(np.int32), overlong
+
+
 def tokenize_pair(example, tokenizer: Tokenizer, max_source_length: int,
                   max_target_length: int) -> dict:
   """Ids with EOS appended, cut to the max lengths (EOS kept)."""
-  out = {}
-  overlong = False
-  for key, max_len in (("source", max_source_length),
-                       ("target", max_target_length)):
-    ids = tokenizer.encode(example[key])
-    if len(ids) + 1 > max_len:
-      overlong = True
-      ids = ids[:max_len - 1]
-    out[key] = np.append(ids, EOS_ID).astype(np.int32)
-  out["overlong"] = overlong
+  source, source_overlong = encode_capped(tokenizer, example["source"],
+                                          max_source_length)
+  target, target_overlong = encode_capped(tokenizer, example["target"],
+                                          max_target_length)
+  return {"source": source, "target": target,
+          "overlong": source_overlong or target_overlong}
+
+
+def pad_to_bucket(seqs: Sequence[np.ndarray], batch_size: int,
+                  boundaries: Sequence[int]) -> np.ndarray:
+  """int32 BxL, 0-padded; L = bucket of the longest; rows past len(seqs) 0."""
+  out = np.zeros((batch_size, bucket_length(max(map(len, seqs)), boundaries)),
+                 np.int32)
+  for i, seq in enumerate(seqs):
+    out[i, :len(seq)] = seq
   return out
+
+
+def example_weights(overlong: Sequence[bool], batch_size: int,
+                    overlong_policy: str) -> tuple[np.ndarray, np.ndarray]:
+  """(float32 weight_B, int32 overlong_B); padding rows past len(overlong) 0."""
+  overlong_B = np.zeros((batch_size,), np.int32)
+  overlong_B[:len(overlong)] = overlong
+  weight_B = np.zeros((batch_size,), np.float32)
+  weight_B[:len(overlong)] = 1.0
+  if overlong_policy == "drop":
+    weight_B[overlong_B == 1] = 0.0
+  return weight_B, overlong_B
 
 
 def pad_batch(examples: Sequence[dict], batch_size: int,
@@ -49,29 +79,27 @@ def pad_batch(examples: Sequence[dict], batch_size: int,
   Fewer than `batch_size` examples (the end of an eval split) are padded with
   all-zero rows of weight 0, so eval steps keep a fixed batch shape.
   """
-  src_len = bucket_length(max(len(e["source"]) for e in examples), boundaries)
-  tgt_len = bucket_length(max(len(e["target"]) for e in examples), boundaries)
-  inputs = np.zeros((batch_size, src_len), np.int32)
-  targets = np.zeros((batch_size, tgt_len), np.int32)
-  weight = np.zeros((batch_size,), np.float32)
-  overlong = np.zeros((batch_size,), np.int32)
-  for i, e in enumerate(examples):
-    inputs[i, :len(e["source"])] = e["source"]
-    targets[i, :len(e["target"])] = e["target"]
-    overlong[i] = e["overlong"]
-    weight[i] = 0.0 if (e["overlong"] and overlong_policy == "drop") else 1.0
-  return {"inputs": inputs, "targets": targets,
-          "example_weight": weight, "overlong": overlong}
+  weight, overlong = example_weights([e["overlong"] for e in examples],
+                                     batch_size, overlong_policy)
+  return {
+      "inputs": pad_to_bucket([e["source"] for e in examples], batch_size,
+                              boundaries),
+      "targets": pad_to_bucket([e["target"] for e in examples], batch_size,
+                               boundaries),
+      "example_weight": weight, "overlong": overlong}
 
 
-def _check(config, boundaries):
+def check_lengths(config, max_lengths: Sequence[int]) -> list[int]:
+  """Validates config.overlong and config.bucket_boundaries; sorted bounds."""
+  boundaries = sorted(config.bucket_boundaries)
   if config.overlong not in OVERLONG_POLICIES:
     raise ValueError(f"config.overlong={config.overlong!r} is not known; use "
                      f"one of {OVERLONG_POLICIES}.")
-  if max(config.max_source_length, config.max_target_length) > boundaries[-1]:
+  if max(max_lengths) > boundaries[-1]:
     raise ValueError("config.bucket_boundaries must reach the max lengths: "
                      f"last boundary {boundaries[-1]} < max length "
-                     f"{max(config.max_source_length, config.max_target_length)}.")
+                     f"{max(max_lengths)}.")
+  return boundaries
 
 
 def read_many(source, indices) -> list:
@@ -88,10 +116,50 @@ def iter_examples(source, num_examples: int | None = None,
     yield from read_many(source, range(start, min(start + chunk, n)))
 
 
+def process_batch_size(batch_size: int) -> int:
+  """This process's share of a global batch."""
+  n_proc = jax.process_count()
+  if batch_size % n_proc:
+    raise ValueError(f"config.batch_size={batch_size} must divide by "
+                     f"the number of processes ({n_proc}).")
+  return batch_size // n_proc
+
+
+def shuffled_batches(num_examples: int, batch_size: int, seed: int,
+                     make_batch: Callable[[Sequence[int]], dict]
+                     ) -> grain.IterDataset:
+  """Endless batches of this process's share of range(num_examples).
+
+  Shuffled, reshuffled each epoch; `batch_size` is per process. Batches run
+  across epoch ends, so a split smaller than a batch still works (an example
+  may then occur twice in one batch). `make_batch` maps a batch of indices to
+  a batch, so each batch is read with one batched read. The iterator state is
+  a small dict ({'next_index': k}) for an exact resume.
+  """
+  n_proc = jax.process_count()
+  if num_examples < n_proc:
+    raise ValueError(f"{num_examples} training examples cannot be shared by "
+                     f"{n_proc} processes; use more examples.")
+  ds = grain.MapDataset.range(num_examples)[jax.process_index()::n_proc]
+  ds = ds.seed(seed).shuffle().repeat(None)
+  ds = ds.batch(batch_size, drop_remainder=True).map(make_batch)
+  return ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
+
+
+def ordered_batches(num_examples: int, batch_size: int,
+                    make_batch: Callable[[Sequence[int]], dict],
+                    limit: int | None = None) -> grain.MapDataset:
+  """One ordered pass over the first `limit` (None or < 0: all) indices."""
+  if limit is not None and limit >= 0:
+    num_examples = min(num_examples, limit)
+  return grain.MapDataset.range(num_examples).batch(batch_size).map(make_batch)
+
+
 def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int):
   """indices -> a padded batch: one read, then tokenize and pad."""
-  boundaries = sorted(config.bucket_boundaries)
-  _check(config, boundaries)
+  boundaries = check_lengths(
+      config, (config.max_source_length, config.max_target_length))
 
   def make_batch(indices):
     examples = [tokenize_pair(ex, tokenizer, config.max_source_length,
@@ -106,30 +174,17 @@ def train_dataset(source, tokenizer: Tokenizer, config,
                   seed: int) -> grain.IterDataset:
   """Endless, shuffled (reshuffled each epoch), this process's share only.
 
-  The shuffle and batching act on example indices; each batch is then read
-  with one batched read. Each process takes a disjoint slice of the indices
-  and makes batches of batch_size / process_count examples. The iterator state
-  is a small dict ({'next_index': k}) saved with every checkpoint for an exact
-  resume.
+  Each process takes a disjoint slice of the examples and makes batches of
+  batch_size / process_count examples; see `shuffled_batches`.
   """
-  n_proc = jax.process_count()
-  if config.batch_size % n_proc:
-    raise ValueError(f"config.batch_size={config.batch_size} must divide by "
-                     f"the number of processes ({n_proc}).")
-  per_process = config.batch_size // n_proc
-  make_batch = _batch_fn(source, tokenizer, config, per_process)
-  ds = grain.MapDataset.range(len(source))[jax.process_index()::n_proc]
-  ds = ds.seed(seed).shuffle().repeat(None)
-  ds = ds.batch(per_process, drop_remainder=True).map(make_batch)
-  return ds.to_iter_dataset(
-      grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
+  per_process = process_batch_size(config.batch_size)
+  return shuffled_batches(len(source), per_process, seed,
+                          _batch_fn(source, tokenizer, config, per_process))
 
 
 def eval_batches(source, tokenizer: Tokenizer, config, batch_size: int,
                  num_examples: int | None = None) -> grain.MapDataset:
   """One ordered pass over (the first `num_examples` of) a split."""
-  make_batch = _batch_fn(source, tokenizer, config, batch_size)
-  n = len(source)
-  if num_examples is not None and num_examples >= 0:
-    n = min(n, num_examples)
-  return grain.MapDataset.range(n).batch(batch_size).map(make_batch)
+  return ordered_batches(len(source), batch_size,
+                         _batch_fn(source, tokenizer, config, batch_size),
+                         num_examples)

@@ -6,6 +6,7 @@ to the checkpoints, so a resumed or evaluated run reads exactly the vocabulary
 it was trained with.
 """
 
+import hashlib
 import os
 import tempfile
 from typing import Iterable, Protocol
@@ -91,6 +92,25 @@ def tokenizer_path(workdir: str) -> str:
   return os.path.join(workdir, "tokenizer.model")
 
 
+def vocab_record(tokenizer: Tokenizer) -> dict:
+  """JSON-able identity of the id -> token mapping: equal records, same ids."""
+  if isinstance(tokenizer, ByteTokenizer):
+    return {"kind": "bytes", "size": tokenizer.vocab_size}
+  if isinstance(tokenizer, SentencePieceTokenizer):
+    return {"kind": "sentencepiece", "size": tokenizer.vocab_size,
+            "sha256": hashlib.sha256(tokenizer.model_proto).hexdigest()}
+  raise ValueError(f"no vocabulary record for {type(tokenizer).__name__}; use "
+                   "ByteTokenizer or SentencePieceTokenizer.")
+
+
+def write_model_proto(path: str, model_proto: bytes) -> None:
+  """Atomic: a killed run never leaves half a model at `path`."""
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    f.write(model_proto)
+  os.replace(tmp, path)
+
+
 def load_or_train_tokenizer(config, workdir: str | None,
                             train_texts) -> Tokenizer:
   """The workdir's tokenizer if present, else a new one (saved there).
@@ -109,8 +129,5 @@ def load_or_train_tokenizer(config, workdir: str | None,
       return SentencePieceTokenizer(f.read())
   tokenizer = train_sentencepiece(train_texts(), config.vocab_size)
   if path:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-      f.write(tokenizer.model_proto)
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a model
+    write_model_proto(path, tokenizer.model_proto)
   return tokenizer

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from encdec_jax.models.classifier import EncoderClassifier
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.nn.config import TransformerConfig
 
@@ -20,3 +21,9 @@ def transformer_config(model_config, vocab_size: int) -> TransformerConfig:
 
 def build_model(model_config, vocab_size: int) -> EncoderDecoder:
   return EncoderDecoder(transformer_config(model_config, vocab_size))
+
+
+def build_classifier(model_config, vocab_size: int, num_classes: int,
+                     pooling: str) -> EncoderClassifier:
+  return EncoderClassifier(transformer_config(model_config, vocab_size),
+                           num_classes=num_classes, pooling=pooling)

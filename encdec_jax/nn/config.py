@@ -6,6 +6,14 @@ import jax.numpy as jnp
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
+# The fields that determine the encoder's parameters and its function: an
+# encoder checkpoint is only valid for a model that agrees on all of them
+# (dropout rates and compute dtype are free to differ).
+ENCODER_FIELDS = ("vocab_size", "emb_dim", "num_heads", "qkv_dim", "mlp_dim",
+                  "num_encoder_layers", "max_len", "position_embedding",
+                  "num_token_types", "embedding_layernorm", "pre_layernorm",
+                  "activation", "layernorm_epsilon", "use_bias",
+                  "scale_embeddings", "param_dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +91,12 @@ class TransformerConfig:
   @property
   def head_dim(self) -> int:
     return self.qkv_dim // self.num_heads
+
+  def encoder_fields(self) -> dict:
+    """The encoder's architecture as a JSON-able dict (see ENCODER_FIELDS)."""
+    out = {k: getattr(self, k) for k in ENCODER_FIELDS}
+    out["param_dtype"] = jnp.dtype(self.param_dtype).name
+    return out
 
   def replace(self, **changes) -> "TransformerConfig":
     return dataclasses.replace(self, **changes)

@@ -7,10 +7,11 @@ import numpy as np
 import sacrebleu
 
 from encdec_jax import decoding, parallel
-from encdec_jax.data import pipeline
+from encdec_jax.data import classification, pipeline
 from encdec_jax.data.tokenizer import EOS_ID
 from encdec_jax.models.encoder_decoder import (EncoderDecoder, init_cache,
                                                make_tokens_to_logits)
+from encdec_jax.train import experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import step as step_lib
 
@@ -68,30 +69,29 @@ def decode_split(greedy_fn, params, source, tokenizer, config, mesh,
           hypotheses)
 
 
-def make_eval_step(model, label_smoothing: float):
-  return jax.jit(functools.partial(step_lib.eval_step, model=model,
-                                   label_smoothing=label_smoothing))
+def make_eval_step(loss_fn):
+  return jax.jit(functools.partial(step_lib.eval_step, loss_fn=loss_fn))
 
 
-def evaluate_loss(eval_step_fn, params, source, tokenizer, config, mesh,
-                  num_examples: int | None = None) -> dict:
-  """Teacher-forced loss, NLL and token accuracy over a split."""
+def evaluate_loss(eval_step_fn, params, batches, mesh) -> dict:
+  """Teacher-forced loss, NLL and token (or example) accuracy over batches."""
   totals = None
-  for batch in pipeline.eval_batches(source, tokenizer, config,
-                                     config.eval_batch_size, num_examples):
+  for batch in batches:
     sums = eval_step_fn(params, parallel.global_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(
         lambda a, b: a + b, totals, sums)
   return step_lib.summarize(jax.device_get(totals))
 
 
-def evaluate_and_report(exp, params, greedy_fn, eval_step_fn, writer, step,
-                        elapsed, split="validation", num_loss=None,
-                        num_decode=None) -> dict:
+def evaluate_and_report(exp, params, writer, step, elapsed, split="validation",
+                        num_loss=None, num_decode=None, *, greedy_fn,
+                        eval_step_fn) -> dict:
   """Loss/accuracy and decoding metrics on a split; prints sample outputs."""
   config = exp.config
-  metrics = evaluate_loss(eval_step_fn, params, exp.sources[split],
-                                   exp.tokenizer, config, exp.mesh, num_loss)
+  metrics = evaluate_loss(
+      eval_step_fn, params,
+      pipeline.eval_batches(exp.sources[split], exp.tokenizer, config,
+                            config.eval_batch_size, num_loss), exp.mesh)
   srcs, refs, hyps = decode_split(
       greedy_fn, params, exp.sources[split], exp.tokenizer, config, exp.mesh,
       num_decode)
@@ -112,3 +112,35 @@ def evaluate_and_report(exp, params, greedy_fn, eval_step_fn, writer, step,
     mw.log("\n".join(samples))
     writer.text(step, f"{split}/samples", "\n\n".join(samples))
   return metrics
+
+
+def classification_report(exp, params, eval_step_fn, writer, step, elapsed,
+                          split="validation", num_loss=None) -> dict:
+  """Loss and accuracy of a classifier on a split."""
+  batches = classification.eval_batches(
+      exp.sources[split], exp.tokenizer, exp.config,
+      exp.config.eval_batch_size, num_loss)
+  metrics = evaluate_loss(eval_step_fn, params, batches, exp.mesh)
+  metrics["wall_time_s"] = elapsed
+  writer.write(step, split, metrics)
+  mw.log(f"[{split} @ step {step}, {elapsed / 60:.1f} min] "
+         f"loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}")
+  return metrics
+
+
+def make_evaluator(exp):
+  """(params, writer, step, elapsed, split=, num_loss=, num_decode=) -> metrics
+  for the experiment's task."""
+  eval_step_fn = make_eval_step(experiment.loss_fn(exp))
+  if experiment.is_classification(exp.config):
+
+    def evaluate_classifier(params, writer, step, elapsed, split="validation",
+                            num_loss=None, num_decode=None):
+      del num_decode  # nothing to decode
+      return classification_report(exp, params, eval_step_fn, writer, step,
+                                   elapsed, split, num_loss)
+
+    return evaluate_classifier
+  greedy_fn = make_greedy_fn(exp.model, exp.config.max_decode_length)
+  return functools.partial(evaluate_and_report, exp, greedy_fn=greedy_fn,
+                           eval_step_fn=eval_step_fn)

@@ -23,13 +23,11 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   """Loss and decoding metrics of the latest checkpoint on val and test."""
   start = time.time()
   exp, params, step = _restore(config, workdir)
-  greedy_fn = evaluate.make_greedy_fn(exp.model, config.max_decode_length)
-  eval_step_fn = evaluate.make_eval_step(exp.model, config.label_smoothing)
+  evaluate_fn = evaluate.make_evaluator(exp)
   writer = mw.MetricsWriter(workdir)
   try:
-    return {split: evaluate.evaluate_and_report(exp, params, greedy_fn, eval_step_fn,
-                                       writer, step, time.time() - start,
-                                       split=split)
+    return {split: evaluate_fn(params, writer, step, time.time() - start,
+                               split=split)
             for split in ("validation", "test")}
   finally:
     writer.close()

@@ -6,8 +6,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
+from flax import traverse_util
 
 from encdec_jax.models.encoder_decoder import shift_right
+from encdec_jax.train import partition
 
 
 @flax.struct.dataclass
@@ -53,35 +55,75 @@ def cross_entropy_sums(logits_BxTxV, targets_BxT, weights_BxT,
           "tokens": jnp.sum(weights_BxT)}
 
 
-def train_step(state: TrainState, batch, rng, *, model, tx, label_smoothing,
-               learning_rate_fn):
-  """One optimizer update; `rng` is the run's base key (folded with step)."""
-  dropout_rng = jax.random.fold_in(rng, state.step)
-  weights_BxT = token_weights(batch)
+def translation_loss(model, label_smoothing: float):
+  """(params, batch, rng) -> (mean loss, sums) of an encoder–decoder.
 
-  def loss_fn(params):
-    logits = model.apply({"params": params}, batch["inputs"],
-                         shift_right(batch["targets"]), deterministic=False,
-                         rngs={"dropout": dropout_rng})
-    sums = cross_entropy_sums(logits, batch["targets"], weights_BxT,
-                              label_smoothing)
+  rng=None evaluates deterministically (no dropout).
+  """
+
+  def loss_fn(params, batch, rng=None):
+    logits_BxTxV = model.apply(
+        {"params": params}, batch["inputs"], shift_right(batch["targets"]),
+        deterministic=rng is None,
+        rngs=None if rng is None else {"dropout": rng})
+    sums = cross_entropy_sums(logits_BxTxV, batch["targets"],
+                              token_weights(batch), label_smoothing)
     return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
 
-  (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return loss_fn
+
+
+def classification_loss(model, label_smoothing: float):
+  """Like translation_loss for a classifier; "tokens" counts examples."""
+
+  def loss_fn(params, batch, rng=None):
+    logits_BxC = model.apply(
+        {"params": params}, batch["inputs"], deterministic=rng is None,
+        rngs=None if rng is None else {"dropout": rng})
+    sums = cross_entropy_sums(logits_BxC, batch["labels"],
+                              batch["example_weight"], label_smoothing)
+    return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
+
+  return loss_fn
+
+
+def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
+               trainable_mask: dict, learning_rates_fn):
+  """One optimizer update; `rng` is the run's base key (folded with step).
+
+  Only the trainable parameters are differentiated, so frozen ones cost no
+  gradient compute (XLA drops the unused backward matmuls); the optimizer
+  sees zeros for them (set_to_zero) and they are written back bit for bit.
+  """
+  dropout_rng = jax.random.fold_in(rng, state.step)
+  flat = traverse_util.flatten_dict(state.params)
+  trainable = {k: v for k, v in flat.items() if trainable_mask[k]}
+  frozen = {k: v for k, v in flat.items() if not trainable_mask[k]}
+
+  def trainable_loss(trainable):
+    params = traverse_util.unflatten_dict({**frozen, **trainable})
+    return loss_fn(params, batch, dropout_rng)
+
+  (_, sums), flat_grads = jax.value_and_grad(trainable_loss, has_aux=True)(
+      trainable)
+  grads = traverse_util.unflatten_dict(
+      {**{k: jnp.zeros_like(v) for k, v in frozen.items()}, **flat_grads})
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = dict(sums, grad_norm=optax.tree.norm(grads),
-                 learning_rate=learning_rate_fn(state.step),
+  updated = traverse_util.flatten_dict(
+      optax.apply_updates(state.params, updates))
+  params = traverse_util.unflatten_dict({**updated, **frozen})
+  metrics = dict(sums, grad_norm=optax.tree.norm(flat_grads),
                  overlong=jnp.sum(batch["overlong"]))
+  for g, lr in learning_rates_fn(state.step).items():
+    metrics[f"learning_rate/{g}"] = lr
+  for g, norm in partition.group_norms(plan, flat_grads).items():
+    metrics[f"grad_norm/{g}"] = norm
   return TrainState(step=state.step + 1, params=params,
                     opt_state=opt_state), metrics
 
 
-def eval_step(params, batch, *, model, label_smoothing):
-  logits = model.apply({"params": params}, batch["inputs"],
-                       shift_right(batch["targets"]), deterministic=True)
-  return cross_entropy_sums(logits, batch["targets"], token_weights(batch),
-                            label_smoothing)
+def eval_step(params, batch, *, loss_fn):
+  return loss_fn(params, batch)[1]
 
 
 def summarize(sums: dict) -> dict:
@@ -90,7 +132,7 @@ def summarize(sums: dict) -> dict:
   out = {"loss": float(sums["loss"]) / tokens,
          "nll": float(sums["nll"]) / tokens,
          "accuracy": float(sums["correct"]) / tokens}
-  for k in ("grad_norm", "learning_rate"):
-    if k in sums:
-      out[k] = float(sums[k])
+  for k, v in sums.items():
+    if k.startswith(("grad_norm", "learning_rate")):
+      out[k] = float(v)
   return out

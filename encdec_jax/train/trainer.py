@@ -15,10 +15,9 @@ import time
 import jax
 
 from encdec_jax import checkpoint, parallel
-from encdec_jax.data import pipeline
 from encdec_jax.train import evaluate, experiment
 from encdec_jax.train import metrics_writer as mw
-from encdec_jax.train import optimizer as optimizer_lib
+from encdec_jax.train import partition
 from encdec_jax.train import step as step_lib
 
 
@@ -50,9 +49,69 @@ def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
   fetched = jax.device_get(step_metrics)
   totals = {k: sum(m[k] for m in fetched)
             for k in ("loss", "nll", "correct", "tokens")}
-  latest = {k: fetched[-1][k] for k in ("grad_norm", "learning_rate")}
+  latest = {k: v for k, v in fetched[-1].items()
+            if k.startswith(("grad_norm", "learning_rate"))}
   return (step_lib.summarize(dict(totals, **latest)),
           int(sum(m["overlong"] for m in fetched)))
+
+
+def _describe_groups(plan, params, step: int) -> str:
+  counts = partition.count_by_group(plan, params)
+  training = plan.training(step)
+  parts = []
+  for g in plan.groups:
+    start = plan.start_steps[g]
+    when = ("frozen" if start is None else
+            f"lr {plan.settings[g]['learning_rate']:.2g}" +
+            ("" if g in training else f" from step {start}"))
+    parts.append(f"{g} {counts[g]:,} ({when})")
+  return "parameter groups: " + ", ".join(parts)
+
+
+class _Stepper:
+  """The jitted train step of the current unfreezing stage.
+
+  Which parameters train (and so the optimizer and the differentiated
+  subtree) changes only at the plan's stage boundaries; there the optimizer is
+  rebuilt, the state of groups already training is carried over, and the step
+  is compiled again.
+  """
+
+  def __init__(self, exp, plan, loss_fn, rng):
+    self.exp, self.plan, self.loss_fn, self.rng = exp, plan, loss_fn, rng
+    self.training = None
+
+  def optimizer(self, step: int, params):
+    return partition.make_optimizer(self.plan, self.exp.config, step, params)
+
+  def enter(self, step: int, state):
+    """Switches to the stage of `step`; returns the (migrated) state."""
+    training = self.plan.training(step)
+    if training == self.training:
+      return state
+    tx = self.optimizer(step, state.params)
+    replicated = parallel.replicated(self.exp.mesh)
+    if self.training is not None:
+      opt_state = partition.migrate_opt_state(state.opt_state, tx,
+                                              state.params, self.training)
+      state = state.replace(opt_state=jax.device_put(opt_state, replicated))
+      mw.log(f"step {step}: now training {sorted(training)}")
+    self.training = training
+    shardings = jax.tree.map(lambda _: replicated, state)
+    self.step_fn = jax.jit(
+        functools.partial(
+            step_lib.train_step, loss_fn=self.loss_fn, tx=tx, plan=self.plan,
+            trainable_mask=self.plan.trainable_mask(step),
+            learning_rates_fn=functools.partial(
+                partition.group_learning_rates, self.plan, self.exp.config)),
+        in_shardings=(shardings, parallel.batch_sharding(self.exp.mesh),
+                      replicated),
+        out_shardings=(shardings, replicated),
+        donate_argnums=0)
+    return state
+
+  def __call__(self, state, batch):
+    return self.step_fn(state, batch, self.rng)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -60,40 +119,36 @@ def train_and_evaluate(config, workdir: str) -> dict:
   start = time.time()
   exp = experiment.setup(config, workdir, train_tokenizer=True)
   experiment.save_config(config, workdir)
-  tx = optimizer_lib.make_optimizer(config)
-  lr_fn = optimizer_lib.learning_rate_schedule(config)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  state, state_shardings = experiment.create_state(exp, tx, init_rng)
-  mw.log(f"model: {experiment.count_params(state.params):,} params, "
-         f"vocab {exp.tokenizer.vocab_size}, {len(exp.sources['train']):,} "
-         f"training examples, {jax.device_count()} device(s)")
-
   manager = checkpoint.make_manager(workdir,
                                     max_to_keep=config.keep_checkpoints)
-  train_iter = iter(pipeline.train_dataset(exp.sources["train"], exp.tokenizer,
-                                           config, seed=config.seed))
-  meta = {"model": config.model.to_dict(), "dataset": config.dataset,
-          "vocab_size": exp.tokenizer.vocab_size}
-  if manager.latest_step() is not None:
+  meta = experiment.checkpoint_meta(exp)
+  resume_step = manager.latest_step()
+  if resume_step is not None:
     checkpoint.check_compatible(checkpoint.read_meta(manager), meta,
                                 str(manager.directory))
+
+  plan = partition.make_plan(config, experiment.abstract_params(exp))
+  stepper = _Stepper(exp, plan, experiment.loss_fn(exp), train_rng)
+  # A checkpoint of step s holds the optimizer state of the stage of step s-1.
+  first = max((resume_step or 0) - 1, 0)
+  state, _ = experiment.create_state(
+      exp, lambda params: stepper.optimizer(first, params), init_rng)
+  train_iter = iter(experiment.train_dataset(exp))
+  if resume_step is not None:
     state, data_state, _ = checkpoint.restore(manager, state)
     train_iter.set_state(data_state)
     mw.log(f"resumed from {manager.directory} at step {int(state.step)}")
+  elif config.get("init_encoder"):
+    state = state.replace(params=experiment.load_encoder(exp, state.params))
+  state = stepper.enter(first, state)
+  mw.log(f"model: {experiment.count_params(state.params):,} params, "
+         f"vocab {exp.tokenizer.vocab_size}, {len(exp.sources['train']):,} "
+         f"training examples, {jax.device_count()} device(s)")
+  mw.log(_describe_groups(plan, state.params, first))
 
-  replicated = parallel.replicated(exp.mesh)
-  train_step = jax.jit(
-      functools.partial(step_lib.train_step, model=exp.model, tx=tx,
-                        label_smoothing=config.label_smoothing,
-                        learning_rate_fn=lr_fn),
-      in_shardings=(state_shardings, parallel.batch_sharding(exp.mesh),
-                    replicated),
-      out_shardings=(state_shardings, replicated),
-      donate_argnums=0)
-  eval_step_fn = evaluate.make_eval_step(exp.model, config.label_smoothing)
-  greedy_fn = evaluate.make_greedy_fn(exp.model, config.max_decode_length)
+  evaluate_fn = evaluate.make_evaluator(exp)
   writer = mw.MetricsWriter(workdir)
-
   saved_step = manager.latest_step()
 
   def save():
@@ -110,7 +165,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   try:
     while step < config.num_train_steps:
       batch = parallel.global_batch(next(train_iter), exp.mesh)
-      state, metrics = train_step(state, batch, train_rng)
+      state = stepper.enter(step, state)
+      state, metrics = stepper(state, batch)
       step += 1
       pending.append(metrics)
       if step % config.log_every == 0 or step == config.num_train_steps:
@@ -126,10 +182,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if step % config.checkpoint_every == 0 or step == config.num_train_steps:
         save()
       if step % config.eval_every == 0 and step < config.num_train_steps:
-        evaluate.evaluate_and_report(
-            exp, state.params, greedy_fn, eval_step_fn, writer, step,
-            time.time() - start, num_loss=config.num_eval_examples,
-            num_decode=config.num_decode_examples)
+        evaluate_fn(state.params, writer, step, time.time() - start,
+                    num_loss=config.num_eval_examples,
+                    num_decode=config.num_decode_examples)
       if stop.signal is not None:
         save()
         manager.wait_until_finished()
@@ -139,14 +194,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
         return {"stopped_at_step": step}
     save()  # no-op unless the run ended off a checkpoint step (e.g. 0 steps)
     results = {"step": step}
-    results["validation"] = evaluate.evaluate_and_report(
-        exp, state.params, greedy_fn, eval_step_fn, writer, step,
-        time.time() - start, num_loss=config.num_eval_examples,
+    results["validation"] = evaluate_fn(
+        state.params, writer, step, time.time() - start,
+        num_loss=config.num_eval_examples,
         num_decode=config.num_decode_examples)
     if config.test_at_end:
-      results["test"] = evaluate.evaluate_and_report(
-          exp, state.params, greedy_fn, eval_step_fn, writer, step,
-          time.time() - start, split="test")
+      results["test"] = evaluate_fn(state.params, writer, step,
+                                    time.time() - start, split="test")
     results["wall_time_s"] = time.time() - start
     experiment.write_json(os.path.join(workdir, "results.json"), results)
     mw.log(f"done in {results['wall_time_s'] / 60:.1f} min; results in "

@@ -1,0 +1,122 @@
+r"""What freezing the encoder saves: step time, gradient FLOPs, memory.
+
+  python -m encdec_jax.bench.freeze [--steps=10] [--warmup=3]
+
+On the `base-small` model of ../shared/bench (3+3 layers, d_model 256, 4
+heads, FFN 1024, vocab 8000, batch 32, lengths 64, AdamW, label smoothing 0.1,
+float32), three ways to train, side by side in one process:
+
+  all          every parameter trains;
+  zeroed       the encoder is frozen only by optax.set_to_zero (what
+               multi_transform alone gives): its gradients are still computed;
+  frozen       set_to_zero and the encoder is not differentiated
+               (encdec_jax's train_step): no backward pass through it.
+
+Prints one JSON line per arm (median step ms, tokens/s, compiled FLOPs per
+step, optimizer-state MB, XLA temp-buffer MB) and a table of ratios.
+"""
+
+import functools
+import json
+import statistics
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from encdec_jax.models import registry
+from encdec_jax.train import experiment, partition
+from encdec_jax.train import step as step_lib
+
+flags.DEFINE_integer("steps", 10, "Timed steps per arm (median reported).")
+flags.DEFINE_integer("warmup", 3, "Untimed steps per arm after compiling.")
+FLAGS = flags.FLAGS
+
+BATCH, LENGTH, VOCAB = 32, 64, 8000
+
+
+def base_small_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict(dict(
+      learning_rate=1e-4, warmup_steps=0, schedule="constant",
+      num_train_steps=1000, adam_b1=0.9, adam_b2=0.98, weight_decay=0.01,
+      grad_clip_norm=0.0, max_source_length=LENGTH, max_target_length=LENGTH,
+      task="translation", frozen_groups=()))
+  c.model = ml_collections.ConfigDict(dict(
+      emb_dim=256, qkv_dim=256, mlp_dim=1024, num_heads=4,
+      num_encoder_layers=3, num_decoder_layers=3, max_len=LENGTH,
+      dropout_rate=0.1, attention_dropout_rate=0.1, share_embeddings=True,
+      logits_via_embedding=True, dtype="float32"))
+  return c
+
+
+def _batch(rng) -> dict:
+  return {"inputs": rng.integers(3, VOCAB, (BATCH, LENGTH)).astype(np.int32),
+          "targets": rng.integers(3, VOCAB, (BATCH, LENGTH)).astype(np.int32),
+          "example_weight": np.ones((BATCH,), np.float32),
+          "overlong": np.zeros((BATCH,), np.int32)}
+
+
+def measure(arm: str, steps: int, warmup: int) -> dict:
+  config = base_small_config()
+  if arm != "all":
+    config.frozen_groups = ("encoder",)
+  model = registry.build_model(config.model, VOCAB)
+  params = jax.jit(lambda r: experiment.init_params(model, r, config))(
+      jax.random.key(0))
+  plan = partition.make_plan(config, params)
+  tx = partition.make_optimizer(plan, config, 0, params)
+  mask = plan.trainable_mask(0)
+  if arm == "zeroed":  # differentiate everything; set_to_zero discards it
+    mask = dict.fromkeys(mask, True)
+  step_fn = jax.jit(functools.partial(
+      step_lib.train_step, loss_fn=step_lib.translation_loss(model, 0.1),
+      tx=tx, plan=plan, trainable_mask=mask,
+      learning_rates_fn=functools.partial(partition.group_learning_rates,
+                                          plan, config)), donate_argnums=0)
+  state = step_lib.init_state(params, tx)
+  rng = np.random.default_rng(0)
+  batch, key = _batch(rng), jax.random.key(1)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch, key).compile()
+  compile_s = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  memory = compiled.memory_analysis()
+  times = []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    state, metrics = step_fn(state, batch, key)
+    jax.block_until_ready(metrics["loss"])
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  return {"peer": "encdec_jax", "unit": f"train_{arm}",
+          "tokens_per_s": BATCH * LENGTH / median,
+          "step_ms_median": 1e3 * median, "step_ms_min": 1e3 * min(times),
+          "step_ms_max": 1e3 * max(times), "compile_or_warmup_s": compile_s,
+          "gflops_per_step": cost.get("flops", float("nan")) / 1e9,
+          "opt_state_mb": partition.opt_state_bytes(state.opt_state) / 2**20,
+          "temp_mb": getattr(memory, "temp_size_in_bytes", 0) / 2**20}
+
+
+def main(argv):
+  del argv
+  results = {}
+  for arm in ("all", "zeroed", "frozen"):
+    results[arm] = measure(arm, FLAGS.steps, FLAGS.warmup)
+    print(json.dumps(results[arm]), flush=True)
+  base = results["all"]
+  print(f"\n{'arm':8} {'step ms':>8} {'×all':>6} {'GFLOP':>7} {'opt MB':>7} "
+        f"{'temp MB':>8}")
+  for arm, r in results.items():
+    print(f"{arm:8} {r['step_ms_median']:8.1f} "
+          f"{r['step_ms_median'] / base['step_ms_median']:6.2f} "
+          f"{r['gflops_per_step']:7.1f} {r['opt_state_mb']:7.1f} "
+          f"{r['temp_mb']:8.1f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
