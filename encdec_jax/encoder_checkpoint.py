@@ -359,8 +359,9 @@ def _error_message(source: _Source, problems: dict) -> str:
               if len(items) > MAX_LISTED else "")
       parts.append(f"{kind} ({len(items)}): "
                    f"{', '.join(items[:MAX_LISTED])}{more}")
-  fix = ("build the model with the encoder's config, or pass strict=False to "
-         "load only the matching parameters")
+  fix = ("give the model the encoder's config (the config fields above), or "
+         "load only the matching parameters with "
+         "--config.init_encoder_strict=false (strict=False in Python)")
   if problems["vocab"]:
     fix = ("the vocabularies differ, so no parameter can be reused; fine-tune "
            "with the encoder's tokenizer (load_encoder_tokenizer)")

@@ -5,6 +5,9 @@ r"""The one entry point: train, evaluate or decode an experiment.
 
   python -m encdec_jax.main --config=experiments/number_translation.py \
       --workdir=runs/en_de --mode=decode --input=numbers.txt --output=-
+
+  python -m encdec_jax.main --config=experiments/number_translation.py \
+      --workdir=runs/en_de --mode=export_encoder --output=encoders/en_de
 """
 
 import os
@@ -18,13 +21,17 @@ config_flags.DEFINE_config_file(
     "fields with --config.<field>=<value>.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, tokenizer, "
                     "TensorBoard events and results.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "decode"],
+flags.DEFINE_enum("mode", "train",
+                  ["train", "eval", "decode", "export_encoder"],
                   "train (resumes if the workdir has a checkpoint), eval (the "
                   "latest checkpoint on validation and test), decode (--input "
-                  "to --output).")
+                  "to --output), export_encoder (the latest checkpoint's "
+                  "encoder, with its config and tokenizer, to the directory "
+                  "--output, for --config.init_encoder).")
 flags.DEFINE_string("input", "-", "--mode=decode: source file, one a line; "
                     "'-' reads stdin.")
-flags.DEFINE_string("output", "-", "--mode=decode: output file; '-' is stdout.")
+flags.DEFINE_string("output", "-", "--mode=decode: output file ('-' is "
+                    "stdout); --mode=export_encoder: a new directory.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -36,6 +43,7 @@ def main(argv):
     # Library INFO logs (orbax, TFDS) bury the progress lines; -v 0 shows them.
     logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so --help stays fast.
+  from encdec_jax import encoder_checkpoint
   from encdec_jax.train import inference, trainer
   config, workdir = FLAGS.config, FLAGS.workdir
   try:
@@ -43,6 +51,13 @@ def main(argv):
       trainer.train_and_evaluate(config, workdir)
     elif FLAGS.mode == "eval":
       inference.evaluate_checkpoint(config, workdir)
+    elif FLAGS.mode == "export_encoder":
+      if FLAGS.output == "-":
+        raise ValueError("--mode=export_encoder needs --output=DIR, a new "
+                         "directory for the encoder.")
+      step = encoder_checkpoint.export_encoder(workdir, FLAGS.output)
+      print(f"saved the encoder of step {step} in {FLAGS.output}; fine-tune "
+            f"from it with --config.init_encoder={FLAGS.output}")
     else:
       inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
   except (ValueError, FileNotFoundError, PermissionError) as e:

@@ -31,3 +31,19 @@ def test_report_prints_eval_rows_only(tmp_path):
   table = report.curve_table(report.read_metrics(str(tmp_path)))
   assert table.splitlines()[2] == "| validation | 100 | 1.5 | 97.50 | 90.00 | 99.00 |"
   assert len(table.splitlines()) == 3
+
+
+def test_transfer_report_table_and_plot(tmp_path, capsys):
+  from encdec_jax import report_transfer
+  for arm, n, seed, acc in (("scratch", 100, 0, 0.2), ("scratch", 100, 1, 0.4),
+                            ("ulmfit", 100, 0, 0.9), ("ulmfit", 300, 0, 0.95)):
+    run = tmp_path / f"{arm}_{n}_seed{seed}"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"test": {"accuracy": acc}}))
+  (tmp_path / "frozen_100_seed0").mkdir()  # unfinished: no results.json
+  report_transfer.main(["report_transfer", str(tmp_path)])
+  out = capsys.readouterr().out
+  assert "| scratch | 30.0 ± 10.0 (n=2) | – |" in out
+  assert "| ulmfit | 90.0 | 95.0 |" in out
+  assert "frozen" not in out.split("plot:")[0]
+  assert (tmp_path / "transfer.png").stat().st_size > 1000
