@@ -156,3 +156,10 @@ def test_export_encoder_command_then_fine_tune_from_it(
       capture_output=True, text=True, timeout=300)
   assert again.returncode == 1 and "error:" in again.stderr
   assert "Traceback" not in again.stderr
+
+
+def test_decode_mode_on_a_classifier_says_to_use_eval(files, tmp_path):
+  from encdec_jax.train import inference
+  config = _classifier_config(files, "scratch", None)
+  with pytest.raises(ValueError, match="use --mode=eval"):
+    inference.decode_file(config, str(tmp_path), "-", "-")

@@ -159,6 +159,11 @@ def load_encoder(exp: Experiment, params):
       config.init_encoder, into=params, expected_spec=encoder_spec(exp),
       strict=config.get("init_encoder_strict", True))
   mw.log(report.summary())
+  for title, paths in (("left at init", report.left_at_init),
+                       ("ignored", report.ignored),
+                       ("differences", report.differences)):
+    if paths:
+      mw.log(f"  {title}: " + ", ".join(paths))
   return params
 
 

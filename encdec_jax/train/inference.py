@@ -47,6 +47,9 @@ def decode_lines(config, workdir: str, lines: list[str]) -> list[str]:
 def decode_file(config, workdir: str, input_path: str,
                 output_path: str) -> None:
   """One source a line in (a file, or '-' for stdin), one output a line out."""
+  if experiment.is_classification(config):
+    raise ValueError("--mode=decode translates; this config is a "
+                     "classification task (config.task), so use --mode=eval.")
   if input_path == "-":
     lines = sys.stdin.read().splitlines()
   else:
