@@ -20,7 +20,12 @@ Pretrain first (the README's main job), then one command per arm:
 
 `launch/transfer_study.sh` runs all arms for 100, 300 and 1,000 labels and
 `python -m encdec_jax.report_transfer runs/classify` prints the table and draws
-the plot. Result: see experiments/README.md ("Transfer").
+the plot.
+
+Result (2026-11-21, 2-core AMD EPYC CPU, float32; test accuracy, mean of
+seeds 0-2): 100 labels: scratch 85.8 %, frozen 57.3 %, ulmfit 94.9 %; 300:
+97.2 / 70.9 / 98.9 %; 1,000: 99.6 / 73.6 / 99.8 %. Each run takes 15-40 s
+after the 7.4-min pretraining. Details: experiments/README.md ("Transfer").
 """
 
 import ml_collections

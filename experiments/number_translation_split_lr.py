@@ -7,7 +7,9 @@ with the Transformer paper's rsqrt decay), from config alone.
   python -m encdec_jax.main --config=experiments/number_translation_split_lr.py \
       --workdir=runs/en_de_split_lr
 
-Result: see experiments/README.md ("Separate encoder and decoder optimizers").
+Result (2026-11-21, 2-core AMD EPYC CPU, float32): 99.85 % test exact match
+(BLEU 99.97 on characters, chrF 99.97) after 1,500 steps in 7.0 min, against
+99.95 % for the main job with one rate; details in experiments/README.md.
 """
 
 from experiments import number_translation

@@ -14,6 +14,10 @@ float32), three ways to train, side by side in one process:
 
 Prints one JSON line per arm (median step ms, tokens/s, compiled FLOPs per
 step, optimizer-state MB, XLA temp-buffer MB) and a table of ratios.
+
+Result (2026-11-21, 2-core AMD EPYC CPU): frozen = 0.60x the step time of
+all, 69 % of its FLOPs, 75 % of its temp memory, 42 % of its optimizer state;
+zeroed = 0.88x step time with all FLOPs. Table: experiments/README.md.
 """
 
 import functools
