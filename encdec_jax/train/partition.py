@@ -94,13 +94,17 @@ def _label(path: str, rules) -> str:
                    r"add a catch-all rule such as ('.*', 'head').")
 
 
+def _did_you_mean(name: str, known) -> str:
+  close = difflib.get_close_matches(name, list(known), n=1)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _check_names(names, known, what: str) -> None:
   for name in names:
     if name not in known:
-      close = difflib.get_close_matches(name, known, n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ValueError(f"{what} names group {name!r}{hint}, but the model's "
-                       f"groups are {sorted(known)}; see config.param_groups.")
+      raise ValueError(f"{what} names group {name!r}"
+                       f"{_did_you_mean(name, known)}, but the model's groups "
+                       f"are {sorted(known)}; see config.param_groups.")
 
 
 def _group_settings(config, group: str) -> dict:
@@ -108,10 +112,9 @@ def _group_settings(config, group: str) -> dict:
   overrides = dict(config.get("group_optim", {}).get(group, {}))
   for key in overrides:
     if key not in GROUP_FIELDS:
-      close = difflib.get_close_matches(key, GROUP_FIELDS, n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
       raise ValueError(f"config.group_optim.{group}.{key} is not an optimizer "
-                       f"setting{hint}; use {GROUP_FIELDS}.")
+                       f"setting{_did_you_mean(key, GROUP_FIELDS)}; use "
+                       f"{GROUP_FIELDS}.")
   settings.update(overrides)
   return settings
 
