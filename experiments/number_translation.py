@@ -90,6 +90,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_eval_examples = 1000  # validation examples for loss (-1: all)
   c.num_decode_examples = 500  # validation examples decoded at each eval
   c.max_decode_length = 48
+  # Decoding for evaluation and --mode=decode: "greedy", "beam" (beam_size,
+  # length_penalty = GNMT alpha) or "sample" (temperature, top_k, top_p; the
+  # key of batch i is fold_in(key(seed), i)).
+  c.decode = ml_collections.ConfigDict(dict(
+      algorithm="greedy", beam_size=4, length_penalty=0.6, temperature=1.0,
+      top_k=0, top_p=1.0, seed=0))
   c.num_samples_to_print = 3
   c.test_at_end = True
   # sacrebleu tokenizer for BLEU. German numbers are single words, so word

@@ -16,20 +16,67 @@ from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import step as step_lib
 
 
-def make_greedy_fn(model: EncoderDecoder, max_decode_len: int):
-  """jit(params, inputs_BxS) -> tokens_BxT, greedy with the KV cache."""
+ALGORITHMS = ("greedy", "beam", "sample")
+DEFAULT_DECODE = dict(algorithm="greedy", beam_size=4, length_penalty=0.6,
+                      temperature=1.0, top_k=0, top_p=1.0, seed=0)
+
+
+def decode_settings(config) -> dict:
+  """config.decode (algorithm and its parameters) over the defaults."""
+  settings = dict(DEFAULT_DECODE, **dict(config.get("decode", {})))
+  if settings["algorithm"] not in ALGORITHMS:
+    raise ValueError(f"config.decode.algorithm={settings['algorithm']!r} is "
+                     f"not known; use one of {ALGORITHMS}.")
+  if settings["algorithm"] == "beam" and settings["beam_size"] < 1:
+    raise ValueError("config.decode.beam_size must be >= 1, got "
+                     f"{settings['beam_size']}.")
+  if settings["algorithm"] == "sample":
+    decoding.check_sampling_args(settings["temperature"], settings["top_k"],
+                                 settings["top_p"])
+  return settings
+
+
+def make_decode_fn(model: EncoderDecoder, config):
+  """jit(params, inputs_BxS, rng) -> tokens_BxT with the KV cache, by
+  config.decode: greedy, beam search (its best hypothesis) or sampling."""
+  settings = decode_settings(config)
+  max_len = config.max_decode_length
 
   @jax.jit
-  def greedy(params, inputs_BxS):
+  def decode(params, inputs_BxS, rng):
     batch_size, source_len = inputs_BxS.shape
     encoded = model.apply({"params": params}, inputs_BxS,
                           method=EncoderDecoder.encode)
-    cache = init_cache(model, batch_size, max_decode_len, source_len)
+    if settings["algorithm"] == "beam":
+      beams = settings["beam_size"]
+      cache = init_cache(model, batch_size * beams, max_len, source_len)
+      tokens_to_logits = make_tokens_to_logits(
+          model, params, decoding.expand_to_beams(encoded, beams))
+      tokens_BxKxT, _ = decoding.beam_search(
+          tokens_to_logits, cache, batch_size, beams, max_len, EOS_ID,
+          length_penalty=settings["length_penalty"])
+      return tokens_BxKxT[:, 0]
+    cache = init_cache(model, batch_size, max_len, source_len)
     tokens_to_logits = make_tokens_to_logits(model, params, encoded)
+    if settings["algorithm"] == "sample":
+      return decoding.sample_decode(
+          tokens_to_logits, cache, batch_size, max_len, EOS_ID, rng,
+          temperature=settings["temperature"], top_k=settings["top_k"],
+          top_p=settings["top_p"])
     return decoding.greedy_decode(tokens_to_logits, cache, batch_size,
-                                  max_decode_len, EOS_ID)
+                                  max_len, EOS_ID)
 
-  return greedy
+  return decode
+
+
+def describe_decoding(config) -> str:
+  s = decode_settings(config)
+  if s["algorithm"] == "beam":
+    return f"beam {s['beam_size']}, length penalty {s['length_penalty']}"
+  if s["algorithm"] == "sample":
+    return (f"sampling (temperature {s['temperature']}, top-k {s['top_k']}, "
+            f"top-p {s['top_p']}, seed {s['seed']})")
+  return "greedy"
 
 
 def translation_metrics(hypotheses: list[str], references: list[str],
@@ -43,27 +90,36 @@ def translation_metrics(hypotheses: list[str], references: list[str],
           "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
 
 
-def translate(greedy_fn, params, batches, tokenizer, mesh,
-              num_examples: int) -> list[str]:
-  """Hypotheses for the first `num_examples` examples of `batches`."""
+def translate(decode_fn, params, batches, tokenizer, mesh, num_examples: int,
+              seed: int = 0, progress=None) -> list[str]:
+  """Hypotheses for the first `num_examples` examples of `batches`.
+
+  Batch i decodes with the key fold_in(key(seed), i) (used by sampling), so a
+  file decodes the same way every run. `progress(done)` is called per batch.
+  """
   hypotheses = []
-  for batch in batches:
+  base_key = jax.random.key(seed)
+  for i, batch in enumerate(batches):
     inputs = parallel.global_batch({"inputs": batch["inputs"]}, mesh)["inputs"]
-    tokens_BxT = np.asarray(jax.device_get(greedy_fn(params, inputs)))
+    tokens_BxT = np.asarray(jax.device_get(
+        decode_fn(params, inputs, jax.random.fold_in(base_key, i))))
     for row in tokens_BxT:
       if len(hypotheses) < num_examples:
         hypotheses.append(tokenizer.decode(row))
+    if progress:
+      progress(len(hypotheses))
   return hypotheses
 
 
-def decode_split(greedy_fn, params, source, tokenizer, config, mesh,
+def decode_split(decode_fn, params, source, tokenizer, config, mesh,
                  num_examples: int | None = None):
   """(sources, references, hypotheses) for a split (or its first examples)."""
   n = len(source) if num_examples is None or num_examples < 0 else min(
       num_examples, len(source))
   batches = pipeline.eval_batches(source, tokenizer, config,
                                   config.eval_batch_size, n)
-  hypotheses = translate(greedy_fn, params, batches, tokenizer, mesh, n)
+  hypotheses = translate(decode_fn, params, batches, tokenizer, mesh, n,
+                         seed=decode_settings(config)["seed"])
   examples = list(pipeline.iter_examples(source, n))
   return ([e["source"] for e in examples], [e["target"] for e in examples],
           hypotheses)
@@ -84,7 +140,7 @@ def evaluate_loss(eval_step_fn, params, batches, mesh) -> dict:
 
 
 def evaluate_and_report(exp, params, writer, step, elapsed, split="validation",
-                        num_loss=None, num_decode=None, *, greedy_fn,
+                        num_loss=None, num_decode=None, *, decode_fn,
                         eval_step_fn) -> dict:
   """Loss/accuracy and decoding metrics on a split; prints sample outputs."""
   config = exp.config
@@ -93,7 +149,7 @@ def evaluate_and_report(exp, params, writer, step, elapsed, split="validation",
       pipeline.eval_batches(exp.sources[split], exp.tokenizer, config,
                             config.eval_batch_size, num_loss), exp.mesh)
   srcs, refs, hyps = decode_split(
-      greedy_fn, params, exp.sources[split], exp.tokenizer, config, exp.mesh,
+      decode_fn, params, exp.sources[split], exp.tokenizer, config, exp.mesh,
       num_decode)
   metrics.update(translation_metrics(hyps, refs, config.bleu_tokenize))
   metrics["wall_time_s"] = elapsed
@@ -103,7 +159,7 @@ def evaluate_and_report(exp, params, writer, step, elapsed, split="validation",
          f"loss {metrics['loss']:.4f}  token acc {metrics['accuracy']:.4f}  "
          f"exact match {metrics['exact_match']:.2f}%  "
          f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f} "
-         f"({len(hyps)} examples)")
+         f"({len(hyps)} examples, {describe_decoding(config)})")
   samples = []
   for s, r, h in list(zip(srcs, refs, hyps))[:config.num_samples_to_print]:
     mark = "✓" if h.strip() == r.strip() else "✗"
@@ -141,6 +197,6 @@ def make_evaluator(exp):
                                    elapsed, split, num_loss)
 
     return evaluate_classifier
-  greedy_fn = make_greedy_fn(exp.model, exp.config.max_decode_length)
-  return functools.partial(evaluate_and_report, exp, greedy_fn=greedy_fn,
+  return functools.partial(evaluate_and_report, exp,
+                           decode_fn=make_decode_fn(exp.model, exp.config),
                            eval_step_fn=eval_step_fn)

@@ -33,15 +33,31 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
     writer.close()
 
 
-def decode_lines(config, workdir: str, lines: list[str]) -> list[str]:
-  """Greedy translations of `lines` with the latest checkpoint."""
+def _progress(total: int, start: float):
+  """Prints 'decoded N/total lines' to stderr, in place, for a file."""
+
+  def report(done: int):
+    rate = done / max(time.time() - start, 1e-9)
+    end = "\n" if done >= total else ""
+    print(f"\rdecoded {done}/{total} lines ({rate:.0f}/s)", end=end,
+          file=sys.stderr, flush=True)
+
+  return report
+
+
+def decode_lines(config, workdir: str, lines: list[str],
+                 show_progress: bool = False) -> list[str]:
+  """Translations of `lines` with the latest checkpoint, decoded as
+  config.decode says (greedy, beam search or sampling)."""
   exp, params, _ = _restore(config, workdir)
-  greedy_fn = evaluate.make_greedy_fn(exp.model, config.max_decode_length)
+  decode_fn = evaluate.make_decode_fn(exp.model, config)
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
                                   config.eval_batch_size)
-  return evaluate.translate(greedy_fn, params, batches, exp.tokenizer,
-                            exp.mesh, len(source))
+  progress = _progress(len(lines), time.time()) if show_progress else None
+  return evaluate.translate(
+      decode_fn, params, batches, exp.tokenizer, exp.mesh, len(source),
+      seed=evaluate.decode_settings(config)["seed"], progress=progress)
 
 
 def decode_file(config, workdir: str, input_path: str,
@@ -60,7 +76,11 @@ def decode_file(config, workdir: str, input_path: str,
       raise FileNotFoundError(f"--input={input_path}: no such file; give a "
                               "text file with one source per line, or '-' "
                               "for stdin.") from None
-  outputs = decode_lines(config, workdir, lines) if lines else []
+  # stderr: stdout may be the translations themselves (--output=-).
+  print(f"decoding {len(lines)} lines ({evaluate.describe_decoding(config)})",
+        file=sys.stderr, flush=True)
+  outputs = (decode_lines(config, workdir, lines, show_progress=True)
+             if lines else [])
   text = "".join(o + "\n" for o in outputs)
   if output_path == "-":
     sys.stdout.write(text)

@@ -1,9 +1,6 @@
-"""Model-agnostic autoregressive decoding with a cache, jittable (while_loop).
+"""The shared decoding loop, and greedy decoding on top of it.
 
-A model is seen only through
-  tokens_to_logits(tokens_Bx1, cache) -> (logits_BxV, new_cache)
-(e.g. encdec_jax.models.encoder_decoder.make_tokens_to_logits). Other search
-strategies (sampling, beam search) belong beside greedy_decode in this module.
+A model is seen only through TokensToLogits (see encdec_jax.decoding).
 """
 from typing import Any, Callable
 

@@ -1,0 +1,167 @@
+r"""Speed of training and decoding on the `base-small` work of ../shared/bench.
+
+  python -m encdec_jax.bench --unit=train          # or decode_greedy,
+  python -m encdec_jax.bench --unit=all            # decode_beam4, all
+
+Prints one JSON line per unit with the fields the PyTorch peers print (peer =
+encdec_jax), plus achieved GFLOP/s and MFU against this machine's float32
+matmul peak (measured here with jnp.dot on 2048x2048, or --peak_gflops).
+Warm-up 3 steps, then >= 10 timed steps; the median is reported.
+`launch/bench_vs_peers.sh` runs the peers and this one after the other and
+prints the ratio table.
+"""
+
+import functools
+import json
+import os
+import resource
+import statistics
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+
+from encdec_jax import decoding
+from encdec_jax.bench import base_small
+from encdec_jax.models import registry
+from encdec_jax.models.encoder_decoder import (EncoderDecoder, init_cache,
+                                               make_tokens_to_logits)
+from encdec_jax.train import experiment, partition
+from encdec_jax.train import step as step_lib
+
+UNITS = ("train", "decode_greedy", "decode_beam4")
+flags.DEFINE_enum("unit", "all", UNITS + ("all",), "What to measure.")
+flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
+flags.DEFINE_integer("warmup", 3, "Untimed steps after compiling.")
+flags.DEFINE_float("peak_gflops", 0.0, "float32 matmul peak for MFU; 0 "
+                   "measures it (jnp.dot, 2048x2048).")
+flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
+FLAGS = flags.FLAGS
+NEVER = -1  # an EOS id no token equals: decoding always runs the full length
+
+
+def measure_peak_gflops(n: int = 2048, reps: int = 10) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * n**3 / min(times) / 1e9
+
+
+def _params(model, config):
+  return jax.jit(lambda r: experiment.init_params(model, r, config))(
+      jax.random.key(0))
+
+
+def train_fn(config, model):
+  """(step_fn(i) -> result to block on, compile seconds)."""
+  params = _params(model, config)
+  plan = partition.make_plan(config, params)
+  tx = partition.make_optimizer(plan, config, 0, params)
+  step = jax.jit(functools.partial(
+      step_lib.train_step,
+      loss_fn=step_lib.translation_loss(model, config.label_smoothing),
+      tx=tx, plan=plan, trainable_mask=plan.trainable_mask(0),
+      learning_rates_fn=functools.partial(partition.group_learning_rates,
+                                          plan, config)), donate_argnums=0)
+  batches = base_small.batches()
+  key = jax.random.key(1)
+  state = step_lib.init_state(params, tx)
+  start = time.perf_counter()
+  step = step.lower(state, batches[0], key).compile()
+  compile_s = time.perf_counter() - start
+  holder = [state]
+
+  def run(i):
+    holder[0], metrics = step(holder[0], batches[i % len(batches)], key)
+    return metrics["loss"]
+
+  return run, compile_s
+
+
+def decode_fn(config, model, beams: int):
+  params = _params(model, config)
+  max_len = base_small.TGT_LEN
+
+  @jax.jit
+  def generate(params, inputs_BxS):
+    batch, source_len = inputs_BxS.shape
+    encoded = model.apply({"params": params}, inputs_BxS,
+                          method=EncoderDecoder.encode)
+    if beams == 1:
+      cache = init_cache(model, batch, max_len, source_len)
+      return decoding.greedy_decode(
+          make_tokens_to_logits(model, params, encoded), cache, batch,
+          max_len, NEVER)
+    cache = init_cache(model, batch * beams, max_len, source_len)
+    tokens_to_logits = make_tokens_to_logits(
+        model, params, decoding.expand_to_beams(encoded, beams))
+    tokens_BxKxT, _ = decoding.beam_search(tokens_to_logits, cache, batch,
+                                           beams, max_len, NEVER)
+    return tokens_BxKxT[:, 0]
+
+  inputs = [b["inputs"] for b in base_small.batches()]
+  start = time.perf_counter()
+  compiled = generate.lower(params, inputs[0]).compile()
+  compile_s = time.perf_counter() - start
+  return (lambda i: compiled(params, inputs[i % len(inputs)])), compile_s
+
+
+def measure(unit: str, steps: int, warmup: int, peak_gflops: float) -> dict:
+  config = base_small.config()
+  model = registry.build_model(config.model, base_small.VOCAB)
+  if unit == "train":
+    run, compile_s = train_fn(config, model)
+  else:
+    run, compile_s = decode_fn(config, model,
+                               1 if unit == "decode_greedy" else
+                               base_small.BEAMS)
+  start = time.perf_counter()
+  for i in range(warmup):
+    jax.block_until_ready(run(i))
+  warm_s = time.perf_counter() - start
+  times = []
+  for i in range(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(run(warmup + i))
+    times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  tokens = base_small.BATCH * base_small.TGT_LEN
+  gflops = base_small.flops_per_token(unit) * tokens / median / 1e9
+  return {
+      "peer": "encdec_jax", "unit": unit,
+      "tokens_per_s": round(tokens / median, 2),
+      "step_ms_median": round(1e3 * median, 2),
+      "step_ms_min": round(1e3 * min(times), 2),
+      "step_ms_max": round(1e3 * max(times), 2),
+      "compile_or_warmup_s": round(compile_s + warm_s, 3),
+      "compile_s": round(compile_s, 3),
+      "peak_rss_mb": round(
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "threads": os.cpu_count(),
+      "achieved_gflops": round(gflops, 1),
+      "peak_gflops": round(peak_gflops, 1),
+      "mfu": round(gflops / peak_gflops, 3),
+      "config": "base-small", "prng": jax.config.jax_default_prng_impl,
+      "jax": jax.__version__}
+
+
+def main(argv):
+  del argv
+  peak = FLAGS.peak_gflops or measure_peak_gflops()
+  units = UNITS if FLAGS.unit == "all" else (FLAGS.unit,)
+  for unit in units:
+    line = json.dumps(measure(unit, FLAGS.steps, FLAGS.warmup, peak))
+    print(line, flush=True)
+    if FLAGS.out:
+      with open(FLAGS.out, "a") as f:
+        f.write(line + "\n")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,33 @@
+"""Model-agnostic autoregressive decoding with a cache, jittable (while_loop).
+
+A model is seen only through
+  tokens_to_logits(tokens_Bx1, cache) -> (logits_BxV, new_cache)
+(e.g. encdec_jax.models.encoder_decoder.make_tokens_to_logits), so any model
+with a per-row cache (leading batch axis; 0-d leaves shared) can use:
+
+  greedy_decode   argmax                                     -> tokens_BxT
+  sample_decode   temperature / top-k / top-p sampling       -> tokens_BxT
+  beam_search     n-best with a GNMT length penalty          -> tokens_BxKxT,
+                                                                scores_BxK
+
+Beam search runs the model on batch*beam rows: expand the cache and whatever
+the model closes over per row with expand_to_beams, e.g.
+
+  encoded = expand_to_beams(model.apply(..., method=EncoderDecoder.encode), K)
+  cache = init_cache(model, batch_size * K, max_len, source_len)
+  tokens_BxKxT, scores_BxK = beam_search(
+      make_tokens_to_logits(model, params, encoded), cache, batch_size, K,
+      max_len, eos_id)
+"""
+from encdec_jax.decoding.beam_search import (beam_search, expand_to_beams,
+                                             gather_beams, gnmt_length_penalty)
+from encdec_jax.decoding.loop import (PAD_ID, TokensToLogits, decode_loop,
+                                      greedy_decode)
+from encdec_jax.decoding.sampling import (check_sampling_args, filter_logits,
+                                          sample_decode)
+
+__all__ = [
+    "PAD_ID", "TokensToLogits", "beam_search", "check_sampling_args",
+    "decode_loop", "expand_to_beams", "filter_logits", "gather_beams",
+    "gnmt_length_penalty", "greedy_decode", "sample_decode",
+]

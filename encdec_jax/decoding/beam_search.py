@@ -1,0 +1,185 @@
+"""Beam search with finished and live hypotheses kept apart (T5X / Flax WMT).
+
+Scores. A hypothesis of n tokens (EOS included, the start token not) with
+log-probability logprob (the sum of its tokens' log_softmax, in float32)
+scores
+
+  score = logprob / gnmt_length_penalty(n, alpha),
+  gnmt_length_penalty(n, alpha) = ((5 + n) / 6) ** alpha      (GNMT, Wu+ 2016)
+
+alpha=0 ranks by log-probability; larger alpha favours longer outputs.
+
+Search. Each step expands the K live hypotheses by every token and takes the
+2K best expansions by log-probability. Those of the K best that end in EOS move
+to the finished set, which keeps the K best finished by score; the K best
+expansions not ending in EOS stay live (at most K of 2K end in EOS, so the live
+set stays full). Only the K best count as finished, as in classic beam search,
+so beam_size=1 with length_penalty=0 is greedy decoding. The search stops after
+max_len steps, or once every batch row holds K finished hypotheses and none of
+them is worse than the best score a live hypothesis could still reach: its
+log-probability (which can only fall) over the largest length penalty it could
+still get (at max_len for alpha >= 0).
+"""
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from encdec_jax.decoding.loop import PAD_ID, TokensToLogits
+
+
+def gnmt_length_penalty(length, alpha: float):
+  """((5 + length) / 6) ** alpha: a hypothesis scores logprob / this."""
+  return ((5.0 + length) / 6.0) ** alpha
+
+
+def expand_to_beams(tree: Any, beam_size: int) -> Any:
+  """Repeats every row of each array leaf beam_size times (B -> B*K rows).
+
+  Row b of a leaf becomes rows b*K .. b*K + K-1, the layout beam_search uses
+  for its flattened batch. For the model's cache and anything tokens_to_logits
+  closes over per row (e.g. Encoded). 0-d leaves (a cache_index, is_filled) are
+  shared by all rows and stay as they are.
+  """
+  expand = lambda x: x if jnp.ndim(x) == 0 else jnp.repeat(x, beam_size, 0)
+  return jax.tree.map(expand, tree)
+
+
+def _check_rows(tree: Any, num_rows: int) -> None:
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    if jnp.ndim(leaf) and jnp.shape(leaf)[0] != num_rows:
+      raise ValueError(
+          f"Cache leaf {jax.tree_util.keystr(path)} has shape "
+          f"{jnp.shape(leaf)}, not batch_size*beam_size={num_rows} leading "
+          f"rows; build it for that many rows or use expand_to_beams.")
+
+
+def gather_beams(tree: Any, beam_indices_BxK: jax.Array) -> Any:
+  """Row b*K + k of each leaf <- row b*K + beam_indices[b, k] (0-d kept)."""
+  batch_size, beam_size = beam_indices_BxK.shape
+  _check_rows(tree, batch_size * beam_size)
+  rows_N = (jnp.arange(batch_size)[:, None] * beam_size
+            + beam_indices_BxK).reshape(-1)
+  gather = lambda x: x if jnp.ndim(x) == 0 else jnp.take(x, rows_N, axis=0)
+  return jax.tree.map(gather, tree)
+
+
+def _take(x_BxC, indices_BxK):
+  """x[b, indices[b, k]] along axis 1, any trailing dims."""
+  indices = indices_BxK.reshape(indices_BxK.shape + (1,) * (x_BxC.ndim - 2))
+  return jnp.take_along_axis(x_BxC, indices, axis=1)
+
+
+@flax.struct.dataclass
+class _BeamState:
+  step: jax.Array  # Tokens in each live hypothesis.
+  last_BxK: jax.Array  # Last token of each live hypothesis, fed next.
+  live_tokens_BxKxT: jax.Array  # Pad after `step`.
+  live_logprobs_BxK: jax.Array  # Best first; -inf for no hypothesis.
+  finished_tokens_BxKxT: jax.Array  # Pad after EOS.
+  finished_scores_BxK: jax.Array  # Best first; -inf for no hypothesis.
+  finished_BxK: jax.Array  # True where a finished hypothesis is held.
+  cache: Any  # Row b*K + k belongs to live hypothesis k of batch row b.
+
+
+def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
+                beam_size: int, max_len: int, eos_id: int, *,
+                length_penalty: float = 0.6,
+                start_id: int = PAD_ID) -> tuple[jax.Array, jax.Array]:
+  """The beam_size best hypotheses per row: (tokens_BxKxT, scores_BxK).
+
+  tokens_to_logits sees batch_size*beam_size rows, row b*K + k for beam k of
+  batch row b; `cache` must have those rows (see expand_to_beams) and is
+  reordered with the beams each step (gather_beams; 0-d leaves untouched).
+  length_penalty is alpha of gnmt_length_penalty; see the module docstring for
+  the scores. Tokens are as decode_loop's: no start token, EOS included, pad
+  after EOS. Each row lists its finished hypotheses best first; only if fewer
+  than K finished within max_len, the best unfinished ones (max_len tokens, no
+  EOS, scored as if they ended there) fill the remaining slots, best first.
+  """
+  if beam_size < 1 or max_len < 1:
+    raise ValueError(f"beam_size={beam_size} and max_len={max_len} must both "
+                     f"be >= 1.")
+  _check_rows(cache, batch_size * beam_size)
+  penalty = lambda length: gnmt_length_penalty(length, length_penalty)
+  shape_BxK = (batch_size, beam_size)
+
+  def not_done(state: _BeamState) -> jax.Array:
+    largest_penalty = jnp.maximum(penalty(state.step + 1), penalty(max_len))
+    best_reachable_B = state.live_logprobs_BxK[:, 0] / largest_penalty
+    worst_finished_B = jnp.where(jnp.all(state.finished_BxK, axis=1),
+                                 state.finished_scores_BxK[:, -1], -jnp.inf)
+    settled = jnp.all(worst_finished_B >= best_reachable_B)
+    return (state.step < max_len) & ~settled
+
+  def step(state: _BeamState) -> _BeamState:
+    logits_NxV, cache = tokens_to_logits(state.last_BxK.reshape(-1, 1),
+                                         state.cache)
+    vocab_size = logits_NxV.shape[-1]
+    logprobs_BxKxV = jax.nn.log_softmax(
+        logits_NxV.astype(jnp.float32)).reshape(shape_BxK + (vocab_size,))
+    expanded_BxKV = (state.live_logprobs_BxK[..., None]
+                     + logprobs_BxKxV).reshape(batch_size, -1)
+    num_candidates = min(2 * beam_size, expanded_BxKV.shape[1])
+    logprobs_BxC, flat_BxC = lax.top_k(expanded_BxKV, num_candidates)
+    parents_BxC = flat_BxC // vocab_size
+    new_BxC = flat_BxC % vocab_size
+    tokens_BxCxT = lax.dynamic_update_slice(
+        _take(state.live_tokens_BxKxT, parents_BxC), new_BxC[..., None],
+        (0, 0, state.step))
+    ends_BxC = new_BxC == eos_id
+
+    # Finished: the EOS-ending ones of the K best, merged into the K best
+    # finished (on ties the earlier-found hypothesis stays first).
+    finishes_BxC = (ends_BxC & (jnp.arange(num_candidates) < beam_size)
+                    & (logprobs_BxC > -jnp.inf))
+    scores_BxC = jnp.where(finishes_BxC,
+                           logprobs_BxC / penalty(state.step + 1), -jnp.inf)
+    finished_scores_BxK, kept_BxK = lax.top_k(
+        jnp.concatenate([state.finished_scores_BxK, scores_BxC], axis=1),
+        beam_size)
+    finished_tokens_BxKxT = _take(jnp.concatenate(
+        [state.finished_tokens_BxKxT, tokens_BxCxT], axis=1), kept_BxK)
+    finished_BxK = _take(jnp.concatenate(
+        [state.finished_BxK, finishes_BxC], axis=1), kept_BxK)
+
+    # Live: the K best that do not end in EOS; the cache follows them.
+    live_logprobs_BxK, picked_BxK = lax.top_k(
+        jnp.where(ends_BxC, -jnp.inf, logprobs_BxC), beam_size)
+    return _BeamState(
+        step=state.step + 1, last_BxK=_take(new_BxC, picked_BxK),
+        live_tokens_BxKxT=_take(tokens_BxCxT, picked_BxK),
+        live_logprobs_BxK=live_logprobs_BxK,
+        finished_tokens_BxKxT=finished_tokens_BxKxT,
+        finished_scores_BxK=finished_scores_BxK, finished_BxK=finished_BxK,
+        cache=gather_beams(cache, _take(parents_BxC, picked_BxK)))
+
+  # All beams start as the same empty hypothesis: only beam 0 is live, or the
+  # first step would fill the beam with K copies of the best expansion.
+  first_live_K = jnp.where(jnp.arange(beam_size) == 0, 0.0, -jnp.inf)
+  initial = _BeamState(
+      step=jnp.array(0, jnp.int32),
+      last_BxK=jnp.full(shape_BxK, start_id, jnp.int32),
+      live_tokens_BxKxT=jnp.full(shape_BxK + (max_len,), PAD_ID, jnp.int32),
+      live_logprobs_BxK=jnp.broadcast_to(first_live_K, shape_BxK),
+      finished_tokens_BxKxT=jnp.full(shape_BxK + (max_len,), PAD_ID,
+                                     jnp.int32),
+      finished_scores_BxK=jnp.full(shape_BxK, -jnp.inf),
+      finished_BxK=jnp.zeros(shape_BxK, jnp.bool_),
+      cache=cache)
+  final = lax.while_loop(not_done, step, initial)
+
+  # Slots without a finished hypothesis (all at the end, as their score is
+  # -inf) take the best live ones in order; an early stop leaves none.
+  first_empty_Bx1 = jnp.sum(final.finished_BxK, axis=1, keepdims=True)
+  from_live_BxK = jnp.clip(jnp.arange(beam_size) - first_empty_Bx1, 0,
+                           beam_size - 1)
+  live_scores_BxK = final.live_logprobs_BxK / penalty(final.step)
+  tokens_BxKxT = jnp.where(final.finished_BxK[..., None],
+                           final.finished_tokens_BxKxT,
+                           _take(final.live_tokens_BxKxT, from_live_BxK))
+  scores_BxK = jnp.where(final.finished_BxK, final.finished_scores_BxK,
+                         _take(live_scores_BxK, from_live_BxK))
+  return tokens_BxKxT, scores_BxK
