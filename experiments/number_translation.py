@@ -60,6 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.weight_decay = 0.01
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.1
+  # Generator of the dropout masks: "threefry2x32" (JAX's default), "rbg" or
+  # "unsafe_rbg" (faster on CPU; see encdec_jax.train.trainer.dropout_key).
+  c.dropout_prng = "threefry2x32"
 
   # Parameter groups, each with its own optimizer (encdec_jax/train/
   # partition.py): (regex over the param path, group) rules, first match wins.

@@ -47,3 +47,22 @@ def test_transfer_report_table_and_plot(tmp_path, capsys):
   assert "| ulmfit | 90.0 | 95.0 |" in out
   assert "frozen" not in out.split("plot:")[0]
   assert (tmp_path / "transfer.png").stat().st_size > 1000
+
+
+def test_bench_flop_model_matches_the_peers_and_compare_prints_ratios(
+    tmp_path, capsys):
+  from encdec_jax.bench import base_small, compare
+  # ../shared/bench/README.md: 47.09, 15.60 and 47.65 MFLOP per token.
+  assert round(base_small.flops_per_token("train") / 1e6, 2) == 47.09
+  assert round(base_small.flops_per_token("decode_greedy") / 1e6, 2) == 15.60
+  assert round(base_small.flops_per_token("decode_beam4") / 1e6, 2) == 47.65
+  (tmp_path / "peers.jsonl").write_text(
+      json.dumps({"peer": "hf_bart", "unit": "train", "tokens_per_s": 1000})
+      + "\n" + json.dumps({"peer": "torch_nn_transformer", "unit": "train",
+                           "tokens_per_s": 2000}) + "\n")
+  (tmp_path / "encdec_jax.jsonl").write_text(json.dumps(
+      {"peer": "encdec_jax", "unit": "train", "tokens_per_s": 3000,
+       "mfu": 0.5, "compile_s": 4.0}) + "\n")
+  compare.main(["compare", str(tmp_path)])
+  out = capsys.readouterr().out
+  assert "| train | 1,000 | 2,000 | **3,000** | 1.50 | 50 % | 4.0 |" in out

@@ -128,6 +128,22 @@ def test_eval_and_decode_modes(text_files, tmp_path):
   with pytest.raises(FileNotFoundError, match="no such file"):
     inference.decode_file(config, workdir, str(tmp_path / "nope.txt"), "-")
 
+  # The same file with beam search and with sampling (reproducible by seed).
+  lines = ["12", "345", "7"]
+  config.decode.update(algorithm="beam", beam_size=3)
+  assert len(inference.decode_lines(config, workdir, lines)) == 3
+  config.decode.update(algorithm="sample", temperature=1.0, seed=3)
+  first = inference.decode_lines(config, workdir, lines)
+  assert inference.decode_lines(config, workdir, lines) == first
+  config.decode.update(algorithm="sample", top_k=1)
+  config_greedy = _config(text_files)
+  assert (inference.decode_lines(config, workdir, lines) ==
+          inference.decode_lines(config_greedy, workdir, lines))
+  config.decode.algorithm = "nucleus"
+  with pytest.raises(ValueError, match="decode.algorithm='nucleus' is not "
+                     "known"):
+    inference.decode_lines(config, workdir, lines)
+
 
 def test_eval_without_a_trained_workdir_is_a_clear_error(text_files, tmp_path):
   config = _config(text_files, tokenizer="sentencepiece")
@@ -146,3 +162,27 @@ def test_resume_with_a_different_model_is_refused_by_name(text_files, tmp_path):
                      r"config 48.*new --workdir"):
     trainer.train_and_evaluate(wider, str(tmp_path))
   assert checkpoint.make_manager(str(tmp_path)).all_steps() == [5]
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_fused_smoothed_loss_equals_optax_on_one_hot_targets(label_smoothing):
+  import jax.numpy as jnp
+  import optax
+  from encdec_jax.train import step as step_lib
+  key = jax.random.key(0)
+  logits = 3 * jax.random.normal(key, (4, 7, 50))
+  targets = jax.random.randint(key, (4, 7), 0, 50)
+  weights = (jnp.arange(7) < 5).astype(jnp.float32)[None].repeat(4, 0)
+  sums = step_lib.cross_entropy_sums(logits, targets, weights,
+                                     label_smoothing)
+  vocab, conf = 50, 1.0 - label_smoothing
+  low = label_smoothing / (vocab - 1)
+  floor = -(conf * np.log(conf) + (vocab - 1) * low * np.log(low + 1e-20))
+  soft = optax.smooth_labels(jax.nn.one_hot(targets, vocab),
+                             label_smoothing * vocab / (vocab - 1))
+  expected = optax.softmax_cross_entropy(logits, soft) - floor
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  np.testing.assert_allclose(sums["loss"], jnp.sum(expected * weights),
+                             rtol=1e-5)
+  np.testing.assert_allclose(sums["nll"], jnp.sum(nll * weights), rtol=1e-5)
+  assert float(sums["tokens"]) == 20

@@ -255,3 +255,21 @@ def test_sequence_longer_than_max_len_is_an_error():
   model = EncoderDecoder(tiny_config(max_len=4))
   with pytest.raises(ValueError, match="max_len"):
     model.init(jax.random.key(0), INPUTS_BxS, TARGETS_IN_BxT)
+
+
+def test_dropout_drops_at_its_rate_and_keeps_the_expectation():
+  from encdec_jax.nn.dropout import Dropout
+  x = jnp.ones((64, 1001), jnp.float32)  # odd size: the last half-word
+  layer = Dropout(rate=0.1)
+  assert layer.apply({}, x, deterministic=True) is x
+  y = layer.apply({}, x, deterministic=False,
+                  rngs={"dropout": jax.random.key(0)})
+  dropped = float(jnp.mean(y == 0))
+  assert abs(dropped - 0.1) < 0.005
+  assert abs(float(jnp.mean(y)) - 1.0) < 0.01
+  z = layer.apply({}, x, deterministic=False,
+                  rngs={"dropout": jax.random.key(1)})
+  assert not bool(jnp.all((y == 0) == (z == 0)))
+  rbg = layer.apply({}, x, deterministic=False,
+                    rngs={"dropout": jax.random.key(0, impl="rbg")})
+  assert abs(float(jnp.mean(rbg == 0)) - 0.1) < 0.005

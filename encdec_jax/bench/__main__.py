@@ -27,7 +27,7 @@ from encdec_jax.bench import base_small
 from encdec_jax.models import registry
 from encdec_jax.models.encoder_decoder import (EncoderDecoder, init_cache,
                                                make_tokens_to_logits)
-from encdec_jax.train import experiment, partition
+from encdec_jax.train import experiment, partition, trainer
 from encdec_jax.train import step as step_lib
 
 UNITS = ("train", "decode_greedy", "decode_beam4")
@@ -37,6 +37,8 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps after compiling.")
 flags.DEFINE_float("peak_gflops", 0.0, "float32 matmul peak for MFU; 0 "
                    "measures it (jnp.dot, 2048x2048).")
 flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
+flags.DEFINE_enum("dropout_prng", "rbg", ["threefry2x32", "rbg", "unsafe_rbg"],
+                  "Generator of the dropout masks (config.dropout_prng).")
 FLAGS = flags.FLAGS
 NEVER = -1  # an EOS id no token equals: decoding always runs the full length
 
@@ -70,7 +72,7 @@ def train_fn(config, model):
       learning_rates_fn=functools.partial(partition.group_learning_rates,
                                           plan, config)), donate_argnums=0)
   batches = base_small.batches()
-  key = jax.random.key(1)
+  key = trainer.dropout_key(config)
   state = step_lib.init_state(params, tx)
   start = time.perf_counter()
   step = step.lower(state, batches[0], key).compile()
@@ -112,8 +114,10 @@ def decode_fn(config, model, beams: int):
   return (lambda i: compiled(params, inputs[i % len(inputs)])), compile_s
 
 
-def measure(unit: str, steps: int, warmup: int, peak_gflops: float) -> dict:
+def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
+            dropout_prng: str = "rbg") -> dict:
   config = base_small.config()
+  config.dropout_prng = dropout_prng
   model = registry.build_model(config.model, base_small.VOCAB)
   if unit == "train":
     run, compile_s = train_fn(config, model)
@@ -147,7 +151,7 @@ def measure(unit: str, steps: int, warmup: int, peak_gflops: float) -> dict:
       "achieved_gflops": round(gflops, 1),
       "peak_gflops": round(peak_gflops, 1),
       "mfu": round(gflops / peak_gflops, 3),
-      "config": "base-small", "prng": jax.config.jax_default_prng_impl,
+      "config": "base-small", "dropout_prng": dropout_prng,
       "jax": jax.__version__}
 
 
@@ -156,7 +160,8 @@ def main(argv):
   peak = FLAGS.peak_gflops or measure_peak_gflops()
   units = UNITS if FLAGS.unit == "all" else (FLAGS.unit,)
   for unit in units:
-    line = json.dumps(measure(unit, FLAGS.steps, FLAGS.warmup, peak))
+    line = json.dumps(measure(unit, FLAGS.steps, FLAGS.warmup, peak,
+                              FLAGS.dropout_prng))
     print(line, flush=True)
     if FLAGS.out:
       with open(FLAGS.out, "a") as f:

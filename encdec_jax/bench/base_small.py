@@ -22,7 +22,7 @@ def config(**model_overrides) -> ml_collections.ConfigDict:
       num_train_steps=1000, adam_b1=0.9, adam_b2=0.98, weight_decay=0.01,
       grad_clip_norm=0.0, max_source_length=SRC_LEN,
       max_target_length=TGT_LEN, task="translation", frozen_groups=(),
-      label_smoothing=0.1))
+      label_smoothing=0.1, seed=0, dropout_prng="threefry2x32"))
   c.model = ml_collections.ConfigDict(dict(
       emb_dim=D_MODEL, qkv_dim=D_MODEL, mlp_dim=FFN, num_heads=4,
       num_encoder_layers=LAYERS, num_decoder_layers=LAYERS,

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from encdec_jax.models.encoder_decoder import Encoded
 from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.transformer import PAD_ID, TransformerEncoder
 
 POOLINGS = ("mean", "first")
@@ -41,7 +42,7 @@ class EncoderClassifier(nn.Module):
       raise ValueError(f"num_classes must be >= 2, got {self.num_classes}.")
     cfg = self.config
     self.encoder = TransformerEncoder(cfg)
-    self.dropout = nn.Dropout(rate=cfg.dropout_rate)
+    self.dropout = Dropout(rate=cfg.dropout_rate)
     self.head = nn.Dense(self.num_classes, dtype=cfg.dtype,
                          param_dtype=cfg.param_dtype,
                          kernel_init=nn.initializers.zeros_init())

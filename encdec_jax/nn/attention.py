@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.nn.dropout import Dropout
 
 
 def padding_mask(q_valid_BxT: jax.Array, kv_valid_BxS: jax.Array) -> jax.Array:
@@ -48,7 +49,7 @@ class MultiHeadAttention(nn.Module):
     self.key = dense(features=(cfg.num_heads, cfg.head_dim))
     self.value = dense(features=(cfg.num_heads, cfg.head_dim))
     self.out = dense(features=cfg.emb_dim, axis=(-2, -1))
-    self.attention_dropout = nn.Dropout(rate=cfg.attention_dropout_rate)
+    self.attention_dropout = Dropout(rate=cfg.attention_dropout_rate)
 
   def attend(self, q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS, *,
              deterministic: bool) -> jax.Array:

@@ -6,6 +6,7 @@ import numpy as np
 from jax import lax
 
 from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.nn.dropout import Dropout
 
 
 def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
@@ -82,7 +83,7 @@ class Embedder(nn.Module):
       self.embedding_norm = nn.LayerNorm(
           epsilon=cfg.layernorm_epsilon, dtype=cfg.dtype,
           param_dtype=cfg.param_dtype)
-    self.dropout = nn.Dropout(rate=cfg.dropout_rate)
+    self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def _token_table(self) -> nn.Embed:
     if self.shared_token_embed is not None:

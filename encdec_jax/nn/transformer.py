@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from encdec_jax.nn.attention import (CrossAttention, SelfAttention, causal_mask,
                                      padding_mask)
 from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.embedding import Embedder
 
 PAD_ID = 0  # Also the decoder start token (Flax WMT convention).
@@ -37,7 +38,7 @@ def _layer_norm(cfg: TransformerConfig) -> nn.LayerNorm:
 
 
 def residual(x_BxLxD, sublayer: Callable[[jax.Array], jax.Array],
-             norm: nn.LayerNorm, dropout: nn.Dropout, *, pre_layernorm: bool,
+             norm: nn.LayerNorm, dropout: Dropout, *, pre_layernorm: bool,
              deterministic: bool) -> jax.Array:
   """Pre-LN: x + f(LN(x)). Post-LN: LN(x + f(x)). Dropout on the branch."""
   if pre_layernorm:
@@ -72,7 +73,7 @@ class EncoderBlock(nn.Module):
     self.attention_norm = _layer_norm(cfg)
     self.mlp = Mlp(cfg)
     self.mlp_norm = _layer_norm(cfg)
-    self.dropout = nn.Dropout(rate=cfg.dropout_rate)
+    self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def __call__(self, x_BxSxD, mask_Bx1xSxS, *, deterministic: bool = True):
     sublayer = lambda f, x, norm: residual(
@@ -96,7 +97,7 @@ class DecoderBlock(nn.Module):
     self.cross_attention_norm = _layer_norm(cfg)
     self.mlp = Mlp(cfg)
     self.mlp_norm = _layer_norm(cfg)
-    self.dropout = nn.Dropout(rate=cfg.dropout_rate)
+    self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def __call__(self, y_BxTxD, memory_BxSxD, self_mask_Bx1xTxT,
                cross_mask_Bx1xTxS, *, decode: bool = False,

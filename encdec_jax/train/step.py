@@ -42,12 +42,17 @@ def cross_entropy_sums(logits_BxTxV, targets_BxT, weights_BxT,
   low = label_smoothing / (vocab - 1)
   normalizer = -(confidence * jnp.log(confidence) +
                  (vocab - 1) * low * jnp.log(low + 1e-20))
-  soft_BxTxV = optax.smooth_labels(jax.nn.one_hot(targets_BxT, vocab),
-                                   label_smoothing * vocab / (vocab - 1))
+  # The smoothed target is `confidence` at the target and `low` elsewhere, so
+  # its cross-entropy needs only log p(target) and sum_v log p(v): no one-hot
+  # BxTxV tensor is built (two fewer passes over the largest activation).
   logits_BxTxV = logits_BxTxV.astype(jnp.float32)
-  loss_BxT = optax.softmax_cross_entropy(logits_BxTxV, soft_BxTxV) - normalizer
-  nll_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV,
-                                                            targets_BxT)
+  lse_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
+  target_logp_BxT = jnp.take_along_axis(
+      logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0] - lse_BxT
+  sum_logp_BxT = jnp.sum(logits_BxTxV, axis=-1) - vocab * lse_BxT
+  loss_BxT = -(confidence * target_logp_BxT +
+               low * (sum_logp_BxT - target_logp_BxT)) - normalizer
+  nll_BxT = -target_logp_BxT
   correct_BxT = jnp.argmax(logits_BxTxV, -1) == targets_BxT
   return {"loss": jnp.sum(loss_BxT * weights_BxT),
           "nll": jnp.sum(nll_BxT * weights_BxT),
