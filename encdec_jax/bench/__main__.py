@@ -37,6 +37,8 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps after compiling.")
 flags.DEFINE_float("peak_gflops", 0.0, "float32 matmul peak for MFU; 0 "
                    "measures it (jnp.dot, 2048x2048).")
 flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
+flags.DEFINE_float("dropout", 0.1, "Dropout rate (base-small: 0.1); 0 shows "
+                   "what the dropout masks cost.")
 flags.DEFINE_enum("dropout_prng", "rbg", ["threefry2x32", "rbg", "unsafe_rbg"],
                   "Generator of the dropout masks (config.dropout_prng).")
 FLAGS = flags.FLAGS
@@ -115,8 +117,9 @@ def decode_fn(config, model, beams: int):
 
 
 def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
-            dropout_prng: str = "rbg") -> dict:
-  config = base_small.config()
+            dropout_prng: str = "rbg", dropout: float = 0.1) -> dict:
+  config = base_small.config(dropout_rate=dropout,
+                             attention_dropout_rate=dropout)
   config.dropout_prng = dropout_prng
   model = registry.build_model(config.model, base_small.VOCAB)
   if unit == "train":
@@ -151,7 +154,8 @@ def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
       "achieved_gflops": round(gflops, 1),
       "peak_gflops": round(peak_gflops, 1),
       "mfu": round(gflops / peak_gflops, 3),
-      "config": "base-small", "dropout_prng": dropout_prng,
+      "config": "base-small", "dropout": dropout,
+      "dropout_prng": dropout_prng,
       "jax": jax.__version__}
 
 
@@ -161,7 +165,7 @@ def main(argv):
   units = UNITS if FLAGS.unit == "all" else (FLAGS.unit,)
   for unit in units:
     line = json.dumps(measure(unit, FLAGS.steps, FLAGS.warmup, peak,
-                              FLAGS.dropout_prng))
+                              FLAGS.dropout_prng, FLAGS.dropout))
     print(line, flush=True)
     if FLAGS.out:
       with open(FLAGS.out, "a") as f:
