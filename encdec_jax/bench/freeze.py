@@ -15,9 +15,10 @@ float32), three ways to train, side by side in one process:
 Prints one JSON line per arm (median step ms, tokens/s, compiled FLOPs per
 step, optimizer-state MB, XLA temp-buffer MB) and a table of ratios.
 
-Result (2026-11-21, 2-core AMD EPYC CPU): frozen = 0.60x the step time of
-all, 69 % of its FLOPs, 75 % of its temp memory, 42 % of its optimizer state;
-zeroed = 0.88x step time with all FLOPs. Table: experiments/README.md.
+Result (2026-11-21, 2-core AMD EPYC CPU, --steps=15): frozen = 0.60x the
+step time of all, 68 % of its FLOPs, 69 % of its temp memory, 42 % of its
+optimizer state; zeroed = 0.98x step time with all the FLOPs. Table:
+experiments/README.md.
 """
 
 import functools
@@ -28,9 +29,7 @@ import time
 from absl import app, flags
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
-
+from encdec_jax.bench import base_small
 from encdec_jax.models import registry
 from encdec_jax.train import experiment, partition
 from encdec_jax.train import step as step_lib
@@ -39,35 +38,11 @@ flags.DEFINE_integer("steps", 10, "Timed steps per arm (median reported).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps per arm after compiling.")
 FLAGS = flags.FLAGS
 
-BATCH, LENGTH, VOCAB = 32, 64, 8000
-
-
-def base_small_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, warmup_steps=0, schedule="constant",
-      num_train_steps=1000, adam_b1=0.9, adam_b2=0.98, weight_decay=0.01,
-      grad_clip_norm=0.0, max_source_length=LENGTH, max_target_length=LENGTH,
-      task="translation", frozen_groups=()))
-  c.model = ml_collections.ConfigDict(dict(
-      emb_dim=256, qkv_dim=256, mlp_dim=1024, num_heads=4,
-      num_encoder_layers=3, num_decoder_layers=3, max_len=LENGTH,
-      dropout_rate=0.1, attention_dropout_rate=0.1, share_embeddings=True,
-      logits_via_embedding=True, dtype="float32"))
-  return c
-
-
-def _batch(rng) -> dict:
-  return {"inputs": rng.integers(3, VOCAB, (BATCH, LENGTH)).astype(np.int32),
-          "targets": rng.integers(3, VOCAB, (BATCH, LENGTH)).astype(np.int32),
-          "example_weight": np.ones((BATCH,), np.float32),
-          "overlong": np.zeros((BATCH,), np.int32)}
-
-
 def measure(arm: str, steps: int, warmup: int) -> dict:
-  config = base_small_config()
+  config = base_small.config()
   if arm != "all":
     config.frozen_groups = ("encoder",)
-  model = registry.build_model(config.model, VOCAB)
+  model = registry.build_model(config.model, base_small.VOCAB)
   params = jax.jit(lambda r: experiment.init_params(model, r, config))(
       jax.random.key(0))
   plan = partition.make_plan(config, params)
@@ -81,8 +56,7 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
       learning_rates_fn=functools.partial(partition.group_learning_rates,
                                           plan, config)), donate_argnums=0)
   state = step_lib.init_state(params, tx)
-  rng = np.random.default_rng(0)
-  batch, key = _batch(rng), jax.random.key(1)
+  batch, key = base_small.batches()[0], jax.random.key(1)
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch, key).compile()
   compile_s = time.perf_counter() - start
@@ -98,7 +72,7 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
       times.append(time.perf_counter() - start)
   median = statistics.median(times)
   return {"peer": "encdec_jax", "unit": f"train_{arm}",
-          "tokens_per_s": BATCH * LENGTH / median,
+          "tokens_per_s": base_small.BATCH * base_small.TGT_LEN / median,
           "step_ms_median": 1e3 * median, "step_ms_min": 1e3 * min(times),
           "step_ms_max": 1e3 * max(times), "compile_or_warmup_s": compile_s,
           "gflops_per_step": cost.get("flops", float("nan")) / 1e9,
