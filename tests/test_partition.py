@@ -1,11 +1,9 @@
 """Optimizer partitions: per-group optimizers, freezing, gradual unfreezing."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import traverse_util
 
@@ -43,11 +41,7 @@ def _setup(config):
 
 def _step_fn(config, plan, loss_fn, step, params):
   tx = partition.make_optimizer(plan, config, step, params)
-  fn = jax.jit(functools.partial(
-      step_lib.train_step, loss_fn=loss_fn, tx=tx, plan=plan,
-      trainable_mask=plan.trainable_mask(step),
-      learning_rates_fn=functools.partial(partition.group_learning_rates,
-                                          plan, config)))
+  fn = jax.jit(step_lib.bind_train_step(loss_fn, tx, plan, config, step))
   return tx, fn
 
 
@@ -105,11 +99,7 @@ def test_frozen_parameters_are_not_differentiated():
   def dots(config):
     _, params, plan, loss_fn = _setup(config)
     tx, _ = _step_fn(config, plan, loss_fn, 0, params)
-    step = functools.partial(
-        step_lib.train_step, loss_fn=loss_fn, tx=tx, plan=plan,
-        trainable_mask=plan.trainable_mask(0),
-        learning_rates_fn=functools.partial(partition.group_learning_rates,
-                                            plan, config))
+    step = step_lib.bind_train_step(loss_fn, tx, plan, config, 0)
     jaxpr = jax.make_jaxpr(step)(step_lib.init_state(params, tx), _batch(),
                                  jax.random.key(0))
     return str(jaxpr).count("dot_general")

@@ -11,7 +11,6 @@ Warm-up 3 steps, then >= 10 timed steps; the median is reported.
 prints the ratio table.
 """
 
-import functools
 import json
 import os
 import resource
@@ -67,12 +66,9 @@ def train_fn(config, model):
   params = _params(model, config)
   plan = partition.make_plan(config, params)
   tx = partition.make_optimizer(plan, config, 0, params)
-  step = jax.jit(functools.partial(
-      step_lib.train_step,
-      loss_fn=step_lib.translation_loss(model, config.label_smoothing),
-      tx=tx, plan=plan, trainable_mask=plan.trainable_mask(0),
-      learning_rates_fn=functools.partial(partition.group_learning_rates,
-                                          plan, config)), donate_argnums=0)
+  step = jax.jit(step_lib.bind_train_step(
+      step_lib.translation_loss(model, config.label_smoothing), tx, plan,
+      config, 0), donate_argnums=0)
   batches = base_small.batches()
   key = trainer.dropout_key(config)
   state = step_lib.init_state(params, tx)

@@ -8,7 +8,6 @@ the model is made of next to a 2048x2048 matmul (this CPU's practical peak).
 The README's explanation of the train MFU comes from this command.
 """
 
-import functools
 import statistics
 import time
 

@@ -21,14 +21,12 @@ optimizer state; zeroed = 0.98x step time with all the FLOPs. Table:
 experiments/README.md.
 """
 
-import functools
 import json
 import statistics
 import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 from encdec_jax.bench import base_small
 from encdec_jax.models import registry
 from encdec_jax.train import experiment, partition
@@ -50,11 +48,9 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
   mask = plan.trainable_mask(0)
   if arm == "zeroed":  # differentiate everything; set_to_zero discards it
     mask = dict.fromkeys(mask, True)
-  step_fn = jax.jit(functools.partial(
-      step_lib.train_step, loss_fn=step_lib.translation_loss(model, 0.1),
-      tx=tx, plan=plan, trainable_mask=mask,
-      learning_rates_fn=functools.partial(partition.group_learning_rates,
-                                          plan, config)), donate_argnums=0)
+  step_fn = jax.jit(step_lib.bind_train_step(
+      step_lib.translation_loss(model, 0.1), tx, plan, config, 0,
+      trainable_mask=mask), donate_argnums=0)
   state = step_lib.init_state(params, tx)
   batch, key = base_small.batches()[0], jax.random.key(1)
   start = time.perf_counter()

@@ -3,9 +3,7 @@
 import sys
 import time
 
-import numpy as np
-
-from encdec_jax import checkpoint, parallel
+from encdec_jax import checkpoint
 from encdec_jax.data import pipeline
 from encdec_jax.train import evaluate, experiment
 from encdec_jax.train import metrics_writer as mw

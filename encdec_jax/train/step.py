@@ -1,5 +1,6 @@
 """Pure train and eval steps, and the TrainState they carry."""
 
+import functools
 from typing import Any
 
 import flax
@@ -125,6 +126,21 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
     metrics[f"grad_norm/{g}"] = norm
   return TrainState(step=state.step + 1, params=params,
                     opt_state=opt_state), metrics
+
+
+def bind_train_step(loss_fn, tx, plan, config, step: int,
+                    trainable_mask: dict | None = None):
+  """train_step(state, batch, rng) for the unfreezing stage of `step`.
+
+  `trainable_mask` (default: the plan's at `step`) overrides which params are
+  differentiated; the freezing benchmark uses it to show what it saves.
+  """
+  return functools.partial(
+      train_step, loss_fn=loss_fn, tx=tx, plan=plan,
+      trainable_mask=(plan.trainable_mask(step) if trainable_mask is None
+                      else trainable_mask),
+      learning_rates_fn=functools.partial(partition.group_learning_rates,
+                                          plan, config))
 
 
 def eval_step(params, batch, *, loss_fn):

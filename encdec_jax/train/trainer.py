@@ -7,7 +7,6 @@ SIGINT/SIGTERM (Ctrl-C, a preemption notice) finish the current step, save,
 and exit cleanly.
 """
 
-import functools
 import os
 import signal
 import time
@@ -99,11 +98,8 @@ class _Stepper:
     self.training = training
     shardings = jax.tree.map(lambda _: replicated, state)
     self.step_fn = jax.jit(
-        functools.partial(
-            step_lib.train_step, loss_fn=self.loss_fn, tx=tx, plan=self.plan,
-            trainable_mask=self.plan.trainable_mask(step),
-            learning_rates_fn=functools.partial(
-                partition.group_learning_rates, self.plan, self.exp.config)),
+        step_lib.bind_train_step(self.loss_fn, tx, self.plan,
+                                 self.exp.config, step),
         in_shardings=(shardings, parallel.batch_sharding(self.exp.mesh),
                       replicated),
         out_shardings=(shardings, replicated),
