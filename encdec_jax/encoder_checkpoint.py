@@ -27,16 +27,28 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from encdec_jax.data import tokenizer as tokenizer_lib
+from encdec_jax.nn.config import TransformerConfig
 
 FORMAT, VERSION = "encdec_jax.encoder", 1
 SPEC_FILE, PARAMS_DIR = "encoder.json", "params"
 MAX_LISTED = 8  # Offending paths named per kind of problem.
 
 
-def encoder_spec(transformer_config, tokenizer) -> dict:
-  """What an encoder must agree on with a model (goes into meta["encoder"])."""
-  return {"config": transformer_config.encoder_fields(),
-          "vocab": tokenizer_lib.vocab_record(tokenizer)}
+NO_VOCAB = {"kind": "none", "size": 0}  # Encoders of images read no tokens.
+
+
+def _vocab(tokenizer) -> dict:
+  return NO_VOCAB if tokenizer is None else tokenizer_lib.vocab_record(
+      tokenizer)
+
+
+def encoder_spec(model_config, tokenizer) -> dict:
+  """What an encoder must agree on with a model (goes into meta["encoder"]).
+
+  `model_config` is any family's config (TransformerConfig, RNNConfig,
+  AutoencoderConfig): its encoder_fields(). `tokenizer` is None for images.
+  """
+  return {"config": model_config.encoder_fields(), "vocab": _vocab(tokenizer)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +93,7 @@ def save_encoder(path: str, encoder_params, spec: dict, tokenizer) -> None:
   if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
     raise ValueError(f"refusing to overwrite {path}: it exists and is not "
                      "empty; remove it or choose another path.")
-  vocab = tokenizer_lib.vocab_record(tokenizer)
+  vocab = _vocab(tokenizer)
   if spec.get("vocab") != vocab:
     raise ValueError(f"spec vocab {spec.get('vocab')} is not the tokenizer's "
                      f"{vocab}; build the spec with encoder_spec(config, "
@@ -265,8 +277,10 @@ def _open_step(checkpoints_dir: str, step: int | None) -> _Source:
                  tokenizer_lib.tokenizer_path(workdir), restore)
 
 
-def _read_tokenizer(source: _Source) -> tokenizer_lib.Tokenizer:
+def _read_tokenizer(source: _Source) -> tokenizer_lib.Tokenizer | None:
   vocab = source.spec["vocab"]
+  if vocab["kind"] == NO_VOCAB["kind"]:
+    return None
   if vocab["kind"] == "bytes":
     return tokenizer_lib.ByteTokenizer()
   if not os.path.isfile(source.tokenizer_file):
@@ -331,6 +345,12 @@ def _path_problems(stored: dict, model: dict) -> dict:
 
 def _config_problems(stored: dict, expected: dict) -> list[str]:
   absent = "<absent>"
+  if "family" not in stored and "family" not in expected:  # Transformers.
+    # A field added to ENCODER_FIELDS after an encoder was saved (causal) is
+    # missing from its spec: that encoder had the field's default behaviour.
+    defaults = TransformerConfig(vocab_size=1).encoder_fields()
+    del defaults["vocab_size"]  # Required: it has no default.
+    stored = {**{k: v for k, v in defaults.items() if k in expected}, **stored}
   return [f"{k} checkpoint {stored.get(k, absent)!r} vs model "
           f"{expected.get(k, absent)!r}"
           for k in sorted(set(stored) | set(expected))

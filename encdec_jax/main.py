@@ -8,6 +8,10 @@ r"""The one entry point: train, evaluate or decode an experiment.
 
   python -m encdec_jax.main --config=experiments/number_translation.py \
       --workdir=runs/en_de --mode=export_encoder --output=encoders/en_de
+
+  python -m encdec_jax.main --config=experiments/sentence_embedding.py \
+      --workdir=runs/embed --mode=embed --input=lines.txt \
+      --output=vectors.npy --neighbours=3
 """
 
 import os
@@ -22,16 +26,21 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, tokenizer, "
                     "TensorBoard events and results.")
 flags.DEFINE_enum("mode", "train",
-                  ["train", "eval", "decode", "export_encoder"],
+                  ["train", "eval", "decode", "embed", "export_encoder"],
                   "train (resumes if the workdir has a checkpoint), eval (the "
                   "latest checkpoint on validation and test), decode (--input "
-                  "to --output), export_encoder (the latest checkpoint's "
+                  "to --output; an LM continues each line), embed (unit "
+                  "sentence vectors of the --input lines to the .npy "
+                  "--output), export_encoder (the latest checkpoint's "
                   "encoder, with its config and tokenizer, to the directory "
                   "--output, for --config.init_encoder).")
 flags.DEFINE_string("input", "-", "--mode=decode: source file, one a line; "
                     "'-' reads stdin.")
 flags.DEFINE_string("output", "-", "--mode=decode: output file ('-' is "
-                    "stdout); --mode=export_encoder: a new directory.")
+                    "stdout); --mode=embed: a .npy file; "
+                    "--mode=export_encoder: a new directory.")
+flags.DEFINE_integer("neighbours", 0, "--mode=embed: also print each input "
+                     "line's N most similar other lines (cosine).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -58,6 +67,9 @@ def main(argv):
       step = encoder_checkpoint.export_encoder(workdir, FLAGS.output)
       print(f"saved the encoder of step {step} in {FLAGS.output}; fine-tune "
             f"from it with --config.init_encoder={FLAGS.output}")
+    elif FLAGS.mode == "embed":
+      inference.embed_file(config, workdir, FLAGS.input, FLAGS.output,
+                           FLAGS.neighbours)
     else:
       inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
   except (ValueError, FileNotFoundError, PermissionError) as e:

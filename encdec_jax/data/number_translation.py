@@ -127,6 +127,11 @@ class NumberTranslation(tfds.core.GeneratorBasedBuilder):
           max_number=10**12, num_train=400_000,
           description='English -> French words, numbers < 10**12 (harder).'),
       NumberTranslationConfig(
+          name='en_digits_1e15', source_lang='en', target_lang=DIGITS,
+          max_number=10**15,
+          description='English words -> digits, numbers < 10**15: sources '
+          'of 1 to 30 words, for accuracy by source length.'),
+      NumberTranslationConfig(
           name='digits_en', source_lang=DIGITS, target_lang='en',
           max_number=10**6,
           description='Digits -> English words ("24" -> "twenty-four").'),

@@ -9,6 +9,8 @@ with a per-row cache (leading batch axis; 0-d leaves shared) can use:
   sample_decode   temperature / top-k / top-p sampling       -> tokens_BxT
   beam_search     n-best with a GNMT length penalty          -> tokens_BxKxT,
                                                                 scores_BxK
+  force_prefix    wraps tokens_to_logits so that any of them continues a
+                  prompt (cache: prefix_cache(cache)); outputs start with it
 
 Beam search runs the model on batch*beam rows: expand the cache and whatever
 the model closes over per row with expand_to_beams, e.g.
@@ -23,11 +25,13 @@ from encdec_jax.decoding.beam_search import (beam_search, expand_to_beams,
                                              gather_beams, gnmt_length_penalty)
 from encdec_jax.decoding.loop import (PAD_ID, TokensToLogits, decode_loop,
                                       greedy_decode)
+from encdec_jax.decoding.prefix import force_prefix, prefix_cache
 from encdec_jax.decoding.sampling import (check_sampling_args, filter_logits,
                                           sample_decode)
 
 __all__ = [
     "PAD_ID", "TokensToLogits", "beam_search", "check_sampling_args",
-    "decode_loop", "expand_to_beams", "filter_logits", "gather_beams",
-    "gnmt_length_penalty", "greedy_decode", "sample_decode",
+    "decode_loop", "expand_to_beams", "filter_logits", "force_prefix",
+    "gather_beams", "gnmt_length_penalty", "greedy_decode", "prefix_cache",
+    "sample_decode",
 ]

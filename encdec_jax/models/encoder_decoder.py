@@ -67,16 +67,17 @@ class EncoderDecoder(nn.Module):
     return self.decode(targets_in_BxT, encoded, deterministic=deterministic)
 
 
-def _init_decode_variables(model: EncoderDecoder, inputs_BxS, targets_BxT):
+def _init_decode_variables(model: nn.Module, inputs_BxS, targets_BxT):
   return model.decode(targets_BxT, model.encode(inputs_BxS), decode=True)
 
 
-def init_cache(model: EncoderDecoder, batch_size: int, max_decode_len: int,
+def init_cache(model: nn.Module, batch_size: int, max_decode_len: int,
                source_len: int) -> Any:
   """Zero `cache` collection for decoding up to max_decode_len steps.
 
-  Shapes come from jax.eval_shape of a decode=True init, so nothing is computed
-  and no params are needed; safe to call inside jit.
+  Works for any model with the encode/decode contract (Transformer, RNN,
+  decoder-only LM): shapes come from jax.eval_shape of a decode=True init, so
+  nothing is computed and no params are needed; safe to call inside jit.
   """
   inputs_BxS = jnp.ones((batch_size, source_len), jnp.int32)
   targets_BxT = jnp.ones((batch_size, max_decode_len), jnp.int32)
@@ -87,14 +88,15 @@ def init_cache(model: EncoderDecoder, batch_size: int, max_decode_len: int,
 
 
 def make_tokens_to_logits(
-    model: EncoderDecoder, params: Any, encoded: Encoded
+    model: nn.Module, params: Any, encoded: Any
 ) -> Callable[[jax.Array, Any], tuple[jax.Array, Any]]:
-  """(tokens_Bx1, cache) -> (logits_BxV, new_cache): one cached decoder step."""
+  """(tokens_Bx1, cache) -> (logits_BxV, new_cache): one cached decoder step
+  of any model with the encode/decode contract."""
 
   def tokens_to_logits(tokens_Bx1, cache):
     logits_Bx1xV, variables = model.apply(
         {"params": params, "cache": cache}, tokens_Bx1, encoded, decode=True,
-        mutable=["cache"], method=EncoderDecoder.decode)
+        mutable=["cache"], method="decode")
     return logits_Bx1xV[:, 0], variables["cache"]
 
   return tokens_to_logits

@@ -62,6 +62,9 @@ class MultiHeadAttention(nn.Module):
       big_negative = jnp.finfo(jnp.float32).min
       logits_BxHxTxS = jnp.where(mask_Bx1xTxS, logits_BxHxTxS, big_negative)
     weights_BxHxTxS = jax.nn.softmax(logits_BxHxTxS).astype(self.config.dtype)
+    # For heatmaps: apply(..., mutable=["intermediates"]) collects them; a
+    # no-op (and free) otherwise.
+    self.sow("intermediates", "attention_weights", weights_BxHxTxS)
     weights_BxHxTxS = self.attention_dropout(
         weights_BxHxTxS, deterministic=deterministic)
     out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", weights_BxHxTxS, v_BxSxHxK)

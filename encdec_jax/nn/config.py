@@ -13,7 +13,7 @@ ENCODER_FIELDS = ("vocab_size", "emb_dim", "num_heads", "qkv_dim", "mlp_dim",
                   "num_encoder_layers", "max_len", "position_embedding",
                   "num_token_types", "embedding_layernorm", "pre_layernorm",
                   "activation", "layernorm_epsilon", "use_bias",
-                  "scale_embeddings", "param_dtype")
+                  "scale_embeddings", "param_dtype", "causal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +50,8 @@ class TransformerConfig:
   dtype: Any = jnp.float32  # Compute dtype.
   param_dtype: Any = jnp.float32
   scale_embeddings: bool = False
+  # Encoder self-attention is causal (decoder-only LM, its ULMFiT classifier).
+  causal: bool = False
 
   def __post_init__(self):
     if self.vocab_size <= 0:

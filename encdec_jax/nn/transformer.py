@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.nn.attention import (CrossAttention, SelfAttention, causal_mask,
-                                     padding_mask)
+                                     combine_masks, padding_mask)
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.embedding import Embedder
@@ -75,11 +75,12 @@ class EncoderBlock(nn.Module):
     self.mlp_norm = _layer_norm(cfg)
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
-  def __call__(self, x_BxSxD, mask_Bx1xSxS, *, deterministic: bool = True):
+  def __call__(self, x_BxSxD, mask_Bx1xSxS, *, decode: bool = False,
+               deterministic: bool = True):
     sublayer = lambda f, x, norm: residual(
         x, f, norm, self.dropout, pre_layernorm=self.config.pre_layernorm,
         deterministic=deterministic)
-    attend = lambda x: self.attention(x, mask_Bx1xSxS,
+    attend = lambda x: self.attention(x, mask_Bx1xSxS, decode=decode,
                                       deterministic=deterministic)
     x_BxSxD = sublayer(attend, x_BxSxD, self.attention_norm)
     return sublayer(self.mlp, x_BxSxD, self.mlp_norm)
@@ -116,7 +117,16 @@ class DecoderBlock(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-  """Token ids -> hidden states; owns its embeddings (self-contained params)."""
+  """Token ids -> hidden states; owns its embeddings (self-contained params).
+
+  config.causal: position s attends only to positions <= s (a decoder-only LM
+  and the classifiers fine-tuned from it). Only a causal encoder can decode
+  (decode=True: Bx1 inputs per call, `cache` mutable, as TransformerDecoder);
+  the cache then holds the past keys, so no padding mask is applied.
+  mask_padding=False drops the padding mask, for the LM whose start token is
+  the pad id (see language_model.py): with right-padded inputs the causal mask
+  alone keeps real positions from seeing padding.
+  """
   config: TransformerConfig
 
   def setup(self):
@@ -128,14 +138,25 @@ class TransformerEncoder(nn.Module):
       self.encoder_norm = _layer_norm(cfg)
 
   def __call__(self, inputs_BxS, token_types_BxS=None, *,
+               decode: bool = False, mask_padding: bool = True,
                deterministic: bool = True) -> jax.Array:
-    valid_BxS = inputs_BxS != PAD_ID
-    mask_Bx1xSxS = padding_mask(valid_BxS, valid_BxS)
-    x_BxSxD = self.embedder(inputs_BxS, token_types_BxS,
+    cfg = self.config
+    if decode and not cfg.causal:
+      raise ValueError("decode=True needs config.causal: a bidirectional "
+                       "encoder cannot run one step at a time.")
+    mask_Bx1xSxS = None
+    if mask_padding and not decode:
+      valid_BxS = inputs_BxS != PAD_ID
+      mask_Bx1xSxS = padding_mask(valid_BxS, valid_BxS)
+    if cfg.causal and not decode:  # With decode the KV cache is causal.
+      mask_Bx1xSxS = combine_masks(mask_Bx1xSxS,
+                                   causal_mask(inputs_BxS.shape[1]))
+    x_BxSxD = self.embedder(inputs_BxS, token_types_BxS, decode=decode,
                             deterministic=deterministic)
     for layer in self.layers:
-      x_BxSxD = layer(x_BxSxD, mask_Bx1xSxS, deterministic=deterministic)
-    if self.config.pre_layernorm:
+      x_BxSxD = layer(x_BxSxD, mask_Bx1xSxS, decode=decode,
+                      deterministic=deterministic)
+    if cfg.pre_layernorm:
       x_BxSxD = self.encoder_norm(x_BxSxD)
     return x_BxSxD
 

@@ -4,30 +4,46 @@ import dataclasses
 import functools
 import json
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from jax.sharding import Mesh
 
 from encdec_jax import encoder_checkpoint, parallel
-from encdec_jax.data import classification, pipeline
+from encdec_jax.data import classification, images, lm, pipeline
 from encdec_jax.data import sources as sources_lib
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
-from encdec_jax.models.classifier import EncoderClassifier
-from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.train import metrics_writer as mw
+from encdec_jax.train import reconstruction
 from encdec_jax.train import step as step_lib
 
 SPLITS = ("train", "validation", "test")
-TASKS = ("translation", "classification")
+# What is trained (model: encdec_jax.models.registry):
+#   translation     text -> text (Transformer or RNN encoder–decoder)
+#   lm              text, decoder-only (prompted generation)
+#   classification  text -> class (encoder, pooling, head)
+#   embedding       text -> unit vector, contrastive on text pairs
+#   autoencoder     image -> bottleneck -> image
+TASKS = tuple(registry.FAMILIES)
 
 
-def is_classification(config) -> bool:
+def task_of(config) -> str:
   task = config.get("task", "translation")
   if task not in TASKS:
     raise ValueError(f"config.task={task!r} is not known; use one of {TASKS}.")
-  return task == "classification"
+  return task
+
+
+def is_classification(config) -> bool:
+  return task_of(config) == "classification"
+
+
+def decodes_text(config) -> bool:
+  """Whether the model generates text (translation or LM)."""
+  return task_of(config) in ("translation", "lm")
 
 
 @dataclasses.dataclass
@@ -36,15 +52,28 @@ class Experiment:
   workdir: str
   mesh: Mesh
   sources: dict
-  tokenizer: tokenizer_lib.Tokenizer
-  model: EncoderDecoder | EncoderClassifier
+  tokenizer: tokenizer_lib.Tokenizer | None  # None: an image task
+  model: Any
 
 
-def _training_texts(source, max_pairs: int = 50_000):
+def _pair_texts(source, max_pairs: int = 50_000):
   """Source and target text of the first examples (enough for a vocabulary)."""
   for example in pipeline.iter_examples(source, max_pairs):
     yield example["source"]
     yield example["target"]
+
+
+def _make_sources(config, splits):
+  """{split: source} and a function giving the tokenizer's training texts."""
+  task = task_of(config)
+  if task == "autoencoder":
+    return {s: images.make_source(config, s) for s in splits}, None
+  if task == "classification":
+    return ({s: classification.make_source(config, s) for s in splits},
+            lambda: classification.texts(config))
+  make = lm.make_source if task == "lm" else sources_lib.make_source
+  sources = {s: make(config, s) for s in splits}
+  return sources, lambda: _pair_texts(sources["train"])
 
 
 def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
@@ -52,33 +81,39 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
 
   The tokenizer is trained on the training split the first time and read from
   the workdir afterwards; eval/decode (`train_tokenizer=False`) require it.
+  Image tasks have none.
   """
   os.makedirs(workdir, exist_ok=True)
   splits = SPLITS if train_tokenizer else ("validation", "test")
-  if is_classification(config):
-    sources = {s: classification.make_source(config, s) for s in splits}
-    texts = lambda: classification.texts(config)
-  else:
-    sources = {s: sources_lib.make_source(config, s) for s in splits}
-    texts = lambda: _training_texts(sources["train"])
-  if train_tokenizer and config.get("init_encoder"):
-    # A transferred encoder only makes sense with the vocabulary it was
-    # trained with: adopt it (load_encoder checks it again).
-    encoder_checkpoint.install_encoder_tokenizer(config.init_encoder, workdir)
-  if (not train_tokenizer and config.tokenizer == "sentencepiece" and
-      not os.path.exists(tokenizer_lib.tokenizer_path(workdir))):
-    raise FileNotFoundError(
-        f"no tokenizer at {tokenizer_lib.tokenizer_path(workdir)}: this "
-        "workdir holds no trained run; train first (--mode=train).")
-  tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir, texts)
-  if is_classification(config):
-    model = registry.build_classifier(
-        config.model, tokenizer.vocab_size,
-        len(sources[splits[-1]].class_names), config.get("pooling", "mean"))
-  else:
-    model = registry.build_model(config.model, tokenizer.vocab_size)
+  sources, texts = _make_sources(config, splits)
+  tokenizer = None
+  if texts is not None:
+    if train_tokenizer and config.get("init_encoder"):
+      # A transferred encoder only makes sense with the vocabulary it was
+      # trained with: adopt it (load_encoder checks it again).
+      encoder_checkpoint.install_encoder_tokenizer(config.init_encoder,
+                                                   workdir)
+    if (not train_tokenizer and config.tokenizer == "sentencepiece" and
+        not os.path.exists(tokenizer_lib.tokenizer_path(workdir))):
+      raise FileNotFoundError(
+          f"no tokenizer at {tokenizer_lib.tokenizer_path(workdir)}: this "
+          "workdir holds no trained run; train first (--mode=train).")
+    tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir, texts)
+  num_classes = (len(sources[splits[-1]].class_names)
+                 if is_classification(config) else None)
+  model = registry.build(config, tokenizer and tokenizer.vocab_size,
+                         num_classes)
   return Experiment(config, workdir, parallel.make_mesh(), sources, tokenizer,
                     model)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (its config.json), for reports."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no {path}: {workdir} holds no training run.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def save_config(config, workdir: str) -> None:
@@ -88,8 +123,13 @@ def save_config(config, workdir: str) -> None:
 
 
 def init_params(model, rng, config):
+  task = task_of(config)
+  if task == "autoencoder":
+    images_1xHxWxC = jnp.zeros((1, *config.model.image_shape), jnp.float32)
+    return model.init({"params": rng}, images_1xHxWxC,
+                      deterministic=True)["params"]
   inputs = jnp.ones((1, config.max_source_length), jnp.int32)
-  if is_classification(config):
+  if task in ("classification", "embedding"):
     return model.init({"params": rng}, inputs, deterministic=True)["params"]
   targets = jnp.ones((1, config.max_target_length), jnp.int32)
   return model.init({"params": rng}, inputs, targets,
@@ -124,29 +164,40 @@ def abstract_params(exp: Experiment):
 
 
 def loss_fn(exp: Experiment):
-  make = (step_lib.classification_loss if is_classification(exp.config)
-          else step_lib.translation_loss)
-  return make(exp.model, exp.config.label_smoothing)
+  """(params, batch, rng=None) -> (mean loss, sums) of the task."""
+  config, task = exp.config, task_of(exp.config)
+  if task == "autoencoder":
+    return reconstruction.reconstruction_loss(exp.model)
+  if task == "embedding":
+    return step_lib.contrastive_loss(
+        exp.model, config.get("contrastive_temperature", 0.05))
+  if task == "classification":
+    return step_lib.classification_loss(exp.model, config.label_smoothing)
+  return step_lib.translation_loss(exp.model, config.label_smoothing)
 
 
 def train_dataset(exp: Experiment):
-  data = classification if is_classification(exp.config) else pipeline
-  return data.train_dataset(exp.sources["train"], exp.tokenizer, exp.config,
-                            seed=exp.config.seed)
+  config, task, source = exp.config, task_of(exp.config), exp.sources["train"]
+  if task == "autoencoder":
+    return images.train_dataset(source, config, seed=config.seed)
+  data = classification if task == "classification" else pipeline
+  return data.train_dataset(source, exp.tokenizer, config, seed=config.seed)
+
+
+def vocab_size(exp: Experiment) -> int | None:
+  return exp.tokenizer.vocab_size if exp.tokenizer else None
 
 
 def encoder_spec(exp: Experiment) -> dict:
   """The encoder's architecture and vocabulary, as saved with it."""
   return encoder_checkpoint.encoder_spec(
-      registry.transformer_config(exp.config.model, exp.tokenizer.vocab_size),
-      exp.tokenizer)
+      registry.model_config(exp.config, vocab_size(exp)), exp.tokenizer)
 
 
 def checkpoint_meta(exp: Experiment) -> dict:
   """Saved with every checkpoint; a resume must agree on all but `encoder`."""
   meta = {"model": exp.config.model.to_dict(), "dataset": exp.config.dataset,
-          "vocab_size": exp.tokenizer.vocab_size,
-          "encoder": encoder_spec(exp)}
+          "vocab_size": vocab_size(exp), "encoder": encoder_spec(exp)}
   if is_classification(exp.config):
     meta["classes"] = list(exp.sources["train"].class_names)
   return meta

@@ -3,13 +3,16 @@
 import sys
 import time
 
+import numpy as np
+
 from encdec_jax import checkpoint
 from encdec_jax.data import pipeline
-from encdec_jax.train import evaluate, experiment
+from encdec_jax.train import evaluate, experiment, retrieval
 from encdec_jax.train import metrics_writer as mw
 
 
-def _restore(config, workdir):
+def restore_latest(config, workdir):
+  """(experiment, params, step) of the workdir's latest checkpoint."""
   exp = experiment.setup(config, workdir, train_tokenizer=False)
   manager = checkpoint.make_manager(workdir, async_save=False)
   params, step = checkpoint.restore_params(manager,
@@ -20,7 +23,7 @@ def _restore(config, workdir):
 def evaluate_checkpoint(config, workdir: str) -> dict:
   """Loss and decoding metrics of the latest checkpoint on val and test."""
   start = time.time()
-  exp, params, step = _restore(config, workdir)
+  exp, params, step = restore_latest(config, workdir)
   evaluate_fn = evaluate.make_evaluator(exp)
   writer = mw.MetricsWriter(workdir)
   try:
@@ -47,7 +50,7 @@ def decode_lines(config, workdir: str, lines: list[str],
                  show_progress: bool = False) -> list[str]:
   """Translations of `lines` with the latest checkpoint, decoded as
   config.decode says (greedy, beam search or sampling)."""
-  exp, params, _ = _restore(config, workdir)
+  exp, params, _ = restore_latest(config, workdir)
   decode_fn = evaluate.make_decode_fn(exp.model, config)
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
@@ -58,22 +61,65 @@ def decode_lines(config, workdir: str, lines: list[str],
       seed=evaluate.decode_settings(config)["seed"], progress=progress)
 
 
+def _read_lines(input_path: str) -> list[str]:
+  if input_path == "-":
+    return sys.stdin.read().splitlines()
+  try:
+    with open(input_path, encoding="utf-8") as f:
+      return f.read().splitlines()
+  except FileNotFoundError:
+    raise FileNotFoundError(f"--input={input_path}: no such file; give a "
+                            "text file with one text per line, or '-' for "
+                            "stdin.") from None
+
+
+def embed_lines(config, workdir: str, lines: list[str]) -> np.ndarray:
+  """float32 NxD unit vectors of `lines` from the latest checkpoint's encoder
+  (retrieval.make_embed_fn says how each model pools)."""
+  exp, params, _ = restore_latest(config, workdir)
+  source = [{"source": line, "target": ""} for line in lines]
+  batches = pipeline.eval_batches(source, exp.tokenizer, config,
+                                  config.eval_batch_size)
+  return retrieval.embed_batches(retrieval.make_embed_fn(exp.model), params,
+                                 batches, exp.mesh, len(lines))
+
+
+def embed_file(config, workdir: str, input_path: str, output_path: str,
+               neighbours: int = 0) -> np.ndarray:
+  """--mode=embed: one text a line in, an NxD .npy of unit vectors out (row i
+  is line i); with `neighbours` > 0 also prints each line's most similar
+  other lines (cosine) to stdout."""
+  if experiment.task_of(config) == "autoencoder":
+    raise ValueError("--mode=embed embeds text; this config's task is "
+                     "'autoencoder' (images).")
+  if output_path == "-" or not output_path.endswith(".npy"):
+    raise ValueError(f"--output={output_path}: --mode=embed writes a .npy "
+                     "file; give a path ending in .npy.")
+  lines = _read_lines(input_path)
+  if not lines:
+    raise ValueError(f"--input={input_path} has no lines to embed.")
+  vectors_NxD = embed_lines(config, workdir, lines)
+  np.save(output_path, vectors_NxD)
+  print(f"wrote {vectors_NxD.shape[0]} x {vectors_NxD.shape[1]} unit "
+        f"vectors to {output_path}", file=sys.stderr)
+  if neighbours > 0 and len(lines) > 1:
+    scores, indices = retrieval.nearest(vectors_NxD, vectors_NxD, neighbours,
+                                        exclude_self=True)
+    for i, line in enumerate(lines):
+      near = "; ".join(f"{lines[j]} ({c:.3f})"
+                       for c, j in zip(scores[i], indices[i]))
+      print(f"{line}\t{near}")
+  return vectors_NxD
+
+
 def decode_file(config, workdir: str, input_path: str,
                 output_path: str) -> None:
   """One source a line in (a file, or '-' for stdin), one output a line out."""
-  if experiment.is_classification(config):
-    raise ValueError("--mode=decode translates; this config is a "
-                     "classification task (config.task), so use --mode=eval.")
-  if input_path == "-":
-    lines = sys.stdin.read().splitlines()
-  else:
-    try:
-      with open(input_path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    except FileNotFoundError:
-      raise FileNotFoundError(f"--input={input_path}: no such file; give a "
-                              "text file with one source per line, or '-' "
-                              "for stdin.") from None
+  if not experiment.decodes_text(config):
+    raise ValueError(f"--mode=decode generates text; this config's task is "
+                     f"{experiment.task_of(config)!r}, so use --mode=eval "
+                     "(or --mode=embed for sentence vectors).")
+  lines = _read_lines(input_path)
   # stderr: stdout may be the translations themselves (--output=-).
   print(f"decoding {len(lines)} lines ({evaluate.describe_decoding(config)})",
         file=sys.stderr, flush=True)

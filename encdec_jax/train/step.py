@@ -93,6 +93,43 @@ def classification_loss(model, label_smoothing: float):
   return loss_fn
 
 
+def contrastive_loss(model, temperature: float):
+  """In-batch-negatives contrastive loss of a sentence embedder.
+
+  Row i of `inputs` and of `targets` mean the same (a translation pair); every
+  other row of the batch is a negative (van den Oord et al. 2018; sentence-
+  transformers' MultipleNegativesRankingLoss), in both directions. "correct"
+  counts pairs retrieved at rank 1 within the batch; "tokens" counts
+  directions x examples. Padding rows are neither queries nor candidates.
+  """
+
+  def loss_fn(params, batch, rng=None):
+    def embed(ids_BxS, salt):
+      return model.apply(
+          {"params": params}, ids_BxS, deterministic=rng is None,
+          rngs=None if rng is None else {"dropout": jax.random.fold_in(
+              rng, salt)})
+
+    a_BxD = embed(batch["inputs"], 0)
+    b_BxD = embed(batch["targets"], 1)
+    weight_B = batch["example_weight"]
+    valid_1xB = (weight_B > 0)[None, :]
+    # Finite: cross_entropy_sums sums all logits (its smoothing term), and a
+    # sum of float32 minima would overflow to -inf and give 0 * inf = NaN.
+    big_negative = -1e9
+    logits_BxB = (a_BxD @ b_BxD.T) / temperature
+    logits_2xBxB = jnp.stack([
+        jnp.where(valid_1xB, logits_BxB, big_negative),
+        jnp.where(valid_1xB, logits_BxB.T, big_negative)])
+    labels_2xB = jnp.broadcast_to(jnp.arange(weight_B.shape[0]),
+                                  logits_2xBxB.shape[:2])
+    sums = cross_entropy_sums(logits_2xBxB, labels_2xB,
+                              jnp.stack([weight_B, weight_B]), 0.0)
+    return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
+
+  return loss_fn
+
+
 def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
                trainable_mask: dict, learning_rates_fn):
   """One optimizer update; `rng` is the run's base key (folded with step).

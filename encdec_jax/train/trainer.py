@@ -157,8 +157,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   elif config.get("init_encoder"):
     state = state.replace(params=experiment.load_encoder(exp, state.params))
   state = stepper.enter(first, state)
+  vocab = f"vocab {exp.tokenizer.vocab_size}, " if exp.tokenizer else ""
   mw.log(f"model: {experiment.count_params(state.params):,} params, "
-         f"vocab {exp.tokenizer.vocab_size}, {len(exp.sources['train']):,} "
+         f"{vocab}{len(exp.sources['train']):,} "
          f"training examples, {jax.device_count()} device(s)")
   mw.log(_describe_groups(plan, state.params, first))
 

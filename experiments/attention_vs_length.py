@@ -1,0 +1,61 @@
+r"""Attention vs. sentence length (Bahdanau et al. 2015, Fig. 2), on numbers.
+
+English number words → digits, numbers below 10^15: sources of 1 to 24 words
+("seven hundred and sixty-one trillion, seven hundred and seventy-three
+billion, ..." → "761773712485130"). Three models with the same data, steps,
+batch and optimizer, and similar parameter counts:
+
+  bottleneck  bi-LSTM encoder → LSTM decoder that sees only the encoder's
+              final states (Sutskever et al. 2014; Cho et al. 2014);
+  attention   the same LSTMs, with additive attention over all encoder
+              states (Bahdanau et al. 2015);
+  transformer a 2+2-layer Transformer (Vaswani et al. 2017).
+
+One command per arm, then the plot (exact match by source length):
+  python -m encdec_jax.main --config=experiments/attention_vs_length.py:attention \
+      --workdir=runs/length/attention
+  python -m encdec_jax.report_length runs/length
+
+`launch/length_study.sh` runs all three arms and the report.
+
+Result: see experiments/README.md ("Attention vs. length"), with the
+hardware, date and wall times.
+"""
+
+import ml_collections
+
+from experiments import number_translation
+
+ARMS = ("bottleneck", "attention", "transformer")
+
+
+def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
+  if arm not in ARMS:
+    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
+                     "(--config=experiments/attention_vs_length.py:ARM).")
+  c = number_translation.get_config()
+  c.dataset = "number_translation/en_digits_1e15"
+  c.target_lang = "digits"
+  c.vocab_size = 256
+  c.max_source_length = 64
+  c.max_target_length = 24
+  c.bucket_boundaries = (8, 16, 24, 32, 40, 48, 64)
+  c.batch_size = 64
+  c.num_train_steps = 3000
+  c.warmup_steps = 200
+  c.learning_rate = 2e-3
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.max_decode_length = 24
+  c.num_decode_examples = 500
+  c.bleu_tokenize = "char"
+  if arm == "transformer":
+    c.model.update(num_encoder_layers=2, num_decoder_layers=2, max_len=64)
+  else:
+    c.model = ml_collections.ConfigDict(dict(
+        family="rnn", cell="lstm", bidirectional=True, emb_dim=128,
+        hidden_dim=192, num_encoder_layers=1, num_decoder_layers=1,
+        attention="additive" if arm == "attention" else "none",
+        attention_dim=192, dropout_rate=0.0, share_embeddings=True,
+        dtype="float32"))
+  return c

@@ -1,0 +1,34 @@
+r"""A decoder-only language model of English number words.
+
+Causal Transformer (the encoder stack with a causal mask, tied output
+embedding) on the English side of the main job's data; continues prompts
+with the shared decoding code (greedy, beam or sampling):
+
+  python -m encdec_jax.main --config=experiments/number_lm.py \
+      --workdir=runs/lm
+  echo "three hundred and" | python -m encdec_jax.main \
+      --config=experiments/number_lm.py --workdir=runs/lm --mode=decode \
+      --config.decode.algorithm=sample
+
+Its body is saved as an `encoder` (ULMFiT's pretrained LM): load it into a
+classifier with `model.causal=True` through --config.init_encoder.
+
+Result: experiments/README.md ("Model families").
+"""
+
+import ml_collections
+
+from experiments import number_translation
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = number_translation.get_config()
+  c.task = "lm"
+  c.lm_field = "source"  # the English words
+  c.lm_prompts = ("", "three hundred and", "nine thousand,", "twelve")
+  c.max_source_length = 8  # the (empty) source costs one token
+  c.model.update(num_encoder_layers=3, num_decoder_layers=0, max_len=64)
+  c.num_train_steps = 1000
+  c.decode.update(algorithm="sample", temperature=1.0)
+  c.test_at_end = True
+  return c

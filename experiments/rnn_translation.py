@@ -1,0 +1,34 @@
+r"""English → German numbers with a recurrent encoder–decoder (LSTM or GRU).
+
+The main job's data and tokenizer with the RNN family: a bidirectional
+encoder, and a decoder with additive attention (`:attention`, Bahdanau et al.
+2015) or only the encoder's final state (`:bottleneck`); `--config.model.cell=
+gru` swaps the cells. Decoding (greedy, beam, sampling), parameter groups and
+encoder export work exactly as for the Transformer.
+
+  python -m encdec_jax.main --config=experiments/rnn_translation.py:attention \
+      --workdir=runs/rnn_en_de
+
+Result: experiments/README.md ("Model families").
+"""
+
+import ml_collections
+
+from experiments import number_translation
+
+ARMS = ("attention", "bottleneck")
+
+
+def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
+  if arm not in ARMS:
+    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
+                     "(--config=experiments/rnn_translation.py:ARM).")
+  c = number_translation.get_config()
+  c.model = ml_collections.ConfigDict(dict(
+      family="rnn", cell="lstm", bidirectional=True, emb_dim=128,
+      hidden_dim=256, num_encoder_layers=1, num_decoder_layers=1,
+      attention="additive" if arm == "attention" else "none",
+      attention_dim=256, dropout_rate=0.0, share_embeddings=True,
+      dtype="float32"))
+  c.num_train_steps = 1500
+  return c
