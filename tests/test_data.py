@@ -109,10 +109,11 @@ def test_digits_source_and_fast_rendering_match_num2words(tmp_path):
     numbers = big + nt.sample_numbers(config.max_number, 300, seed=0)
     pairs = nt._render_chunk(config.source_lang, config.target_lang,
                              config.max_number, numbers)
+    render = lambda n, lang: str(n) if lang == nt.DIGITS else num2words(
+        n, lang=lang)
     for n, (src, tgt) in zip(numbers, pairs):
-      want_src = str(n) if config.source_lang == nt.DIGITS else num2words(
-          n, lang=config.source_lang)
-      assert (src, tgt) == (want_src, num2words(n, lang=config.target_lang))
+      assert (src, tgt) == (render(n, config.source_lang),
+                            render(n, config.target_lang))
 
 
 def test_builtin_configs():

@@ -50,6 +50,12 @@ class ByteTokenizer:
     data = bytes(i - 3 for i in _strip(ids) if i >= 3)
     return data.decode("utf-8", errors="replace")
 
+  def piece(self, token_id: int) -> str:
+    """One id as text (special ids as <pad>, <eos>, <unk>)."""
+    if token_id < 3:
+      return ("<pad>", "<eos>", "<unk>")[token_id]
+    return bytes([token_id - 3]).decode("utf-8", errors="replace")
+
 
 class SentencePieceTokenizer:
   """A trained SentencePiece model (read from its serialized bytes)."""
@@ -64,6 +70,10 @@ class SentencePieceTokenizer:
 
   def decode(self, ids: Iterable[int]) -> str:
     return self._sp.decode(_strip(ids))
+
+  def piece(self, token_id: int) -> str:
+    """The vocabulary entry of one id ('▁' marks a word start)."""
+    return self._sp.id_to_piece(int(token_id))
 
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int,
@@ -83,7 +93,9 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int,
         pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
         # A small closed-domain corpus may not support the requested size.
         hard_vocab_limit=False, num_threads=os.cpu_count() or 1,
-        minloglevel=2)
+        # One piece per digit (as T5 and LLaMA): otherwise random digit
+        # strings fill a small vocabulary with n-grams like '3385'.
+        split_digits=True, minloglevel=2)
     with open(prefix + ".model", "rb") as f:
       return SentencePieceTokenizer(f.read())
 

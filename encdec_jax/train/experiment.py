@@ -83,6 +83,8 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   the workdir afterwards; eval/decode (`train_tokenizer=False`) require it.
   Image tasks have none.
   """
+  task_of(config)  # mistakes in the task or family fail before any data
+  registry.family(config)
   os.makedirs(workdir, exist_ok=True)
   splits = SPLITS if train_tokenizer else ("validation", "test")
   sources, texts = _make_sources(config, splits)
