@@ -13,7 +13,7 @@ reconstruction error: ROC-AUC of "is a d" from that score alone.
 `launch/autoencoder_study.sh` runs the bottleneck sweep, the anomaly runs and
 the report (reconstruction grid, sweep plot, table). `--config.dataset=mnist`
 uses TFDS mnist (28x28) on machines that can download it, with
-`--config.model.image_shape=28,28,1`.
+`--config.model.image_shape='(28, 28, 1)'`.
 
 Result: experiments/README.md ("Autoencoder").
 """
@@ -40,11 +40,11 @@ def get_config(arm: str = "conv") -> ml_collections.ConfigDict:
   c.eval_batch_size = 512
   c.learning_rate = 3e-3
   c.warmup_steps = 100
-  c.num_train_steps = 3000
+  c.num_train_steps = 1500  # validation MSE is lowest around here
   c.weight_decay = 0.0
   c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
   c.log_every = 250
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
+  c.eval_every = 500
+  c.checkpoint_every = 500
   c.num_eval_examples = -1
   return c

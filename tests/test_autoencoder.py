@@ -210,7 +210,7 @@ def test_learns_below_mean_image_baseline(trained):
   assert trained['seconds'] < 20
   # The sums summarize as per-pixel means, as the trainer reports them.
   summary = step_lib.summarize(jax.device_get(trained['sums']))
-  assert summary['accuracy'] == 0 and 0 < summary['nll'] < summary['loss']
+  assert 'accuracy' not in summary and 0 < summary['nll'] < summary['loss']
   assert float(trained['sums']['tokens']) == 64 * 64
 
 
@@ -222,7 +222,7 @@ def test_loss_sums_skip_padding():
   weight = np.array([1, 1, 0, 0], np.float32)
   _, sums = loss_fn(params, {'image': x, 'example_weight': weight})
   _, half = loss_fn(params, {'image': x[:2], 'example_weight': weight[:2]})
-  assert float(sums['tokens']) == 2 * 64 and float(sums['correct']) == 0
+  assert float(sums['tokens']) == 2 * 64 and 'correct' not in sums
   np.testing.assert_allclose(sums['loss'], half['loss'], rtol=1e-5)
   np.testing.assert_allclose(sums['nll'], half['nll'], rtol=1e-5)
 

@@ -172,6 +172,41 @@ def test_autoencoder_trains_and_scores_the_held_out_digit(tmp_path):
   assert meta["encoder"]["vocab"]["kind"] == "none"
 
 
+def test_autoencoder_image_shape_must_match_the_data(tmp_path):
+  config = _config("autoencoder", data_dir=str(tmp_path / "tfds"))
+  config.model.image_shape = (28, 28, 1)
+  with pytest.raises(ValueError, match=r"image_shape='\(8, 8, 1\)'"):
+    experiment.setup(config, str(tmp_path / "w"), train_tokenizer=True)
+
+
+def test_embedder_encoder_moves_into_a_classifier(tmp_path):
+  from encdec_jax import encoder_checkpoint
+  from encdec_jax.data.tokenizer import ByteTokenizer
+  from encdec_jax.models import registry
+  from encdec_jax.models.classifier import EncoderClassifier
+  from encdec_jax.models.embedder import SentenceEmbedder
+  cfg = registry.transformer_config(tiny.get_config().model,
+                                    ByteTokenizer.vocab_size)
+  ids = jnp.array([[5, 6, 7, 1, 0, 0], [9, 1, 0, 0, 0, 0]], jnp.int32)
+  embedder = SentenceEmbedder(cfg, pooling="attention")
+  params = embedder.init(jax.random.key(0), ids)["params"]
+  vectors = embedder.apply({"params": params}, ids)
+  assert vectors.shape == (2, cfg.emb_dim)
+  np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-6)
+  assert set(params) == {"encoder", "pooler"}
+
+  spec = encoder_checkpoint.encoder_spec(cfg, ByteTokenizer())
+  encoder_checkpoint.save_encoder(str(tmp_path / "enc"), params["encoder"],
+                                  spec, ByteTokenizer())
+  classifier = EncoderClassifier(cfg, num_classes=3)
+  fresh = classifier.init(jax.random.key(1), ids)["params"]
+  loaded, report = encoder_checkpoint.load_encoder(
+      str(tmp_path / "enc"), into=fresh, expected_spec=spec)
+  assert not report.left_at_init and not report.differences
+  jax.tree.map(np.testing.assert_array_equal, loaded["encoder"],
+               params["encoder"])
+
+
 @pytest.mark.parametrize("overrides, message", [
     (dict(task="translate"), "config.task='translate' is not known"),
     (dict(task="classification"), "family='rnn' does not fit"),

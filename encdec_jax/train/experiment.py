@@ -67,7 +67,14 @@ def _make_sources(config, splits):
   """{split: source} and a function giving the tokenizer's training texts."""
   task = task_of(config)
   if task == "autoencoder":
-    return {s: images.make_source(config, s) for s in splits}, None
+    sources = {s: images.make_source(config, s) for s in splits}
+    shape = tuple(sources[splits[-1]].image_shape)
+    if tuple(config.model.image_shape) != shape:
+      raise ValueError(
+          f"config.model.image_shape={tuple(config.model.image_shape)} but "
+          f"{config.dataset} images are {shape}; set "
+          f"--config.model.image_shape='{shape}'.")
+    return sources, None
   if task == "classification":
     return ({s: classification.make_source(config, s) for s in splits},
             lambda: classification.texts(config))

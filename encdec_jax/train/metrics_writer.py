@@ -42,8 +42,9 @@ class MetricsWriter:
 def progress_line(step: int, total: int, metrics: dict, steps_per_sec: float,
                   elapsed: float) -> str:
   eta = (total - step) / max(steps_per_sec, 1e-9)
+  acc = f"acc {metrics['accuracy']:.4f}  " if "accuracy" in metrics else ""
   return (f"step {step}/{total}  loss {metrics['loss']:.4f}  "
-          f"acc {metrics['accuracy']:.4f}  {steps_per_sec:.2f} steps/s  "
+          f"{acc}{steps_per_sec:.2f} steps/s  "
           f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
 
 

@@ -1,14 +1,14 @@
 """Reconstruction losses and anomaly scores for the image autoencoders.
 
 The loss returns the same summed metrics as step.py's losses ("loss", "nll",
-"correct", "tokens"), so train_step, eval_step and summarize work unchanged;
+"tokens"; no "correct": nothing is classified), so train_step, eval_step and
+summarize work unchanged;
 here a "token" is a pixel of a real image:
   loss   summed per-pixel binary cross-entropy of sigmoid(logits) against the
          pixel intensity in [0, 1] (soft targets: its minimum is the pixels'
          entropy, not 0, so compare it between runs, not to 0);
   nll    summed squared error of sigmoid(logits): summarize's "nll" is then
-         the per-pixel MSE;
-  correct  0 (nothing to classify; summarize's accuracy reads 0).
+         the per-pixel MSE.
 
 Anomaly detection: an autoencoder trained without one class
 (config.anomaly_class, see data/images.py) reconstructs that class worse, so
@@ -38,7 +38,6 @@ def reconstruction_sums(logits_BxHxWxC, images_BxHxWxC, weights_BxHxWxC):
   squared_error = jnp.square(jax.nn.sigmoid(logits) - targets)
   return {"loss": jnp.sum(bce * weights_BxHxWxC),
           "nll": jnp.sum(squared_error * weights_BxHxWxC),
-          "correct": jnp.zeros((), jnp.float32),
           "tokens": jnp.sum(weights_BxHxWxC)}
 
 

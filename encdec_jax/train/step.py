@@ -188,8 +188,9 @@ def summarize(sums: dict) -> dict:
   """Per-token means from summed metrics (host side, after device_get)."""
   tokens = max(float(sums["tokens"]), 1.0)
   out = {"loss": float(sums["loss"]) / tokens,
-         "nll": float(sums["nll"]) / tokens,
-         "accuracy": float(sums["correct"]) / tokens}
+         "nll": float(sums["nll"]) / tokens}
+  if "correct" in sums:  # not for autoencoders: nothing is classified
+    out["accuracy"] = float(sums["correct"]) / tokens
   for k, v in sums.items():
     if k.startswith(("grad_norm", "learning_rate")):
       out[k] = float(v)

@@ -47,7 +47,7 @@ def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
   """
   fetched = jax.device_get(step_metrics)
   totals = {k: sum(m[k] for m in fetched)
-            for k in ("loss", "nll", "correct", "tokens")}
+            for k in ("loss", "nll", "correct", "tokens") if k in fetched[0]}
   latest = {k: v for k, v in fetched[-1].items()
             if k.startswith(("grad_norm", "learning_rate"))}
   return (step_lib.summarize(dict(totals, **latest)),
