@@ -18,8 +18,11 @@ One command per arm, then the plot (exact match by source length):
 
 `launch/length_study.sh` runs all three arms and the report.
 
-Result: see experiments/README.md ("Attention vs. length"), with the
-hardware, date and wall times.
+Result (2026-11-21, 2-core AMD EPYC CPU, float32, 1,500 steps of 64 pairs;
+test exact match on 2,000 numbers): bottleneck 57.8 % (93 % at 5-12 words,
+43-47 % at 17-24), attention 99.9 %, transformer 99.4 %, flat over length.
+Wall time 14.2 / 12.7 / 7.8 min (the first two shared the CPU with a test
+run). Table, plot and heatmaps: experiments/README.md ("Attention vs. length").
 """
 
 import ml_collections
