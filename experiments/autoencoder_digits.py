@@ -15,7 +15,10 @@ the report (reconstruction grid, sweep plot, table). `--config.dataset=mnist`
 uses TFDS mnist (28x28) on machines that can download it, with
 `--config.model.image_shape='(28, 28, 1)'`.
 
-Result: experiments/README.md ("Autoencoder").
+Result (2026-11-21, 2-core AMD EPYC CPU, float32, 0.7 min per run): test
+MSE per pixel 0.0059 (conv, z=16) and 0.0064 (MLP, z=16); with each digit
+left out in turn, anomaly ROC-AUC 0.83-1.00, mean 0.949 (conv, z=16).
+Tables and figures: experiments/README.md ("Autoencoders").
 """
 
 import ml_collections
