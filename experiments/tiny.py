@@ -50,6 +50,7 @@ def get_config(arm: str = "transformer"):
     c.task = "lm"
     c.lm_field = "target"  # the English words
     c.lm_prompts = ("", "twenty")
+    c.label_smoothing = 0.0
     c.max_source_length = 16
     c.bucket_boundaries = (16, 32, 64)
   elif arm == "embedding":

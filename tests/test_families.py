@@ -284,3 +284,17 @@ def test_retrieval_metrics_and_nearest_neighbours():
                                       exclude_self=True)
   assert indices[:, 0].tolist() == [1, 0, 1]
   assert scores[0, 0] == pytest.approx(float(vectors[0] @ vectors[1]))
+
+
+def test_number_lm_report_checks_well_formed_numbers():
+  import num2words
+  from encdec_jax import report_lm
+  for n in (0, 15, 21, 101, 38002, 608030, 10**6 + 15, 761773712485130):
+    assert report_lm.parse_english(num2words.num2words(n)) == n
+  assert report_lm.well_formed("six hundred and eight thousand and thirty")
+  for bad in ("six hundred  eight thousand and thirty",  # not num2words'
+              "thirty-eight thousandtwo", "twenty-one hundred", ""):
+    assert not report_lm.well_formed(bad)
+  report = report_lm.sample_report(["one", "one", "two", "twoo"], {"one"})
+  assert report == {"samples": 4, "well_formed": 75.0,
+                    "new": 100.0 / 3, "distinct": 75.0}
