@@ -7,7 +7,7 @@ import numpy as np
 
 from encdec_jax import checkpoint
 from encdec_jax.data import pipeline
-from encdec_jax.train import evaluate, experiment, retrieval
+from encdec_jax.train import evaluate, evaluators, experiment, retrieval
 from encdec_jax.train import metrics_writer as mw
 
 
@@ -24,7 +24,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   """Loss and decoding metrics of the latest checkpoint on val and test."""
   start = time.time()
   exp, params, step = restore_latest(config, workdir)
-  evaluate_fn = evaluate.make_evaluator(exp)
+  evaluate_fn = evaluators.make_evaluator(exp)
   writer = mw.MetricsWriter(workdir)
   try:
     return {split: evaluate_fn(params, writer, step, time.time() - start,

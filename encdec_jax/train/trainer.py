@@ -14,7 +14,7 @@ import time
 import jax
 
 from encdec_jax import checkpoint, parallel
-from encdec_jax.train import evaluate, experiment
+from encdec_jax.train import evaluators, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import partition
 from encdec_jax.train import step as step_lib
@@ -163,7 +163,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
          f"training examples, {jax.device_count()} device(s)")
   mw.log(_describe_groups(plan, state.params, first))
 
-  evaluate_fn = evaluate.make_evaluator(exp)
+  evaluate_fn = evaluators.make_evaluator(exp)
   writer = mw.MetricsWriter(workdir)
   saved_step = manager.latest_step()
 
