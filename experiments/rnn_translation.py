@@ -9,7 +9,10 @@ encoder export work exactly as for the Transformer.
   python -m encdec_jax.main --config=experiments/rnn_translation.py:attention \
       --workdir=runs/rnn_en_de
 
-Result: experiments/README.md ("Model families").
+Result (2026-11-21, 2-core AMD EPYC CPU, float32, `:attention`, 2.4M
+params): 99.80 % exact match on the 2,000 test numbers (BLEU 99.95, chrF
+99.95) after 1,500 steps, 12.7 min wall time (the Transformer main job: 99.95
+% in 7.4 min).
 """
 
 import ml_collections
