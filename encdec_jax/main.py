@@ -72,7 +72,8 @@ def main(argv):
                            FLAGS.neighbours)
     else:
       inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
-  except (ValueError, FileNotFoundError, PermissionError) as e:
+  except (ValueError, FileNotFoundError, PermissionError,
+          FloatingPointError) as e:
     # Bad input (config value, data file, checkpoint): one line, no traceback
     # unless --verbosity was given.
     if FLAGS["verbosity"].present:

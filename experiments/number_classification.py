@@ -102,6 +102,7 @@ def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
     c.lr_decay_per_group = 2.6
     c.unfreeze_every = 100
 
+  c.nan_policy = "stop"  # see number_translation.py
   c.log_every = 50
   c.eval_every = 200
   c.checkpoint_every = 600

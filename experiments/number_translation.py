@@ -85,6 +85,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.init_encoder_trainable = False
   c.init_encoder_strict = True
 
+  # A NaN/Inf loss or gradient never updates the params (so no checkpoint
+  # holds one); "stop" ends the run naming the last good checkpoint, "skip"
+  # counts the step (train/nonfinite_steps) and goes on.
+  c.nan_policy = "stop"
+
   # Loop.
   c.log_every = 50
   c.eval_every = 250

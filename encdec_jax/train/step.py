@@ -137,6 +137,11 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
   Only the trainable parameters are differentiated, so frozen ones cost no
   gradient compute (XLA drops the unused backward matmuls); the optimizer
   sees zeros for them (set_to_zero) and they are written back bit for bit.
+
+  A step whose loss or gradient is not finite (NaN/Inf) changes nothing but
+  the step counter: params and optimizer state stay the last finite ones, so
+  no checkpoint can hold a NaN; metrics["nonfinite"] is 1 for it and the
+  trainer's config.nan_policy decides whether to go on.
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
   flat = traverse_util.flatten_dict(state.params)
@@ -147,16 +152,23 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
     params = traverse_util.unflatten_dict({**frozen, **trainable})
     return loss_fn(params, batch, dropout_rng)
 
-  (_, sums), flat_grads = jax.value_and_grad(trainable_loss, has_aux=True)(
-      trainable)
+  (loss, sums), flat_grads = jax.value_and_grad(
+      trainable_loss, has_aux=True)(trainable)
+  grad_norm = optax.tree.norm(flat_grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   grads = traverse_util.unflatten_dict(
       {**{k: jnp.zeros_like(v) for k, v in frozen.items()}, **flat_grads})
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   updated = traverse_util.flatten_dict(
       optax.apply_updates(state.params, updates))
   params = traverse_util.unflatten_dict({**updated, **frozen})
-  metrics = dict(sums, grad_norm=optax.tree.norm(flat_grads),
-                 overlong=jnp.sum(batch["overlong"]))
+  keep_finite = lambda new, old: jnp.where(finite, new, old)
+  params = jax.tree.map(keep_finite, params, state.params)
+  opt_state = jax.tree.map(keep_finite, opt_state, state.opt_state)
+  sums = jax.tree.map(lambda x: jnp.where(finite, x, 0), sums)  # no NaN logs
+  metrics = dict(sums, grad_norm=grad_norm,
+                 overlong=jnp.sum(batch["overlong"]),
+                 nonfinite=(~finite).astype(jnp.int32))
   for g, lr in learning_rates_fn(state.step).items():
     metrics[f"learning_rate/{g}"] = lr
   for g, norm in partition.group_norms(plan, flat_grads).items():

@@ -40,6 +40,26 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
+NAN_POLICIES = ("stop", "skip")
+
+
+def nan_policy(config) -> str:
+  """What a non-finite loss/gradient does (train_step always skips its
+  update): "stop" the run, or "skip" the step, count it and go on."""
+  policy = config.get("nan_policy", "stop")
+  if policy not in NAN_POLICIES:
+    raise ValueError(f"config.nan_policy={policy!r} is not known; use one of "
+                     f"{NAN_POLICIES}.")
+  return policy
+
+
+def _nonfinite_steps(step_metrics: list[dict], last_step: int) -> list[int]:
+  """The steps (1-based, as logged) among `step_metrics` that were skipped."""
+  flags = jax.device_get([m["nonfinite"] for m in step_metrics])
+  first = last_step - len(step_metrics) + 1
+  return [first + i for i, bad in enumerate(flags) if bad]
+
+
 def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
   """Per-token means over the steps since the last log, and overlong count.
 
@@ -173,10 +193,31 @@ def train_and_evaluate(config, workdir: str) -> dict:
       checkpoint.save(manager, state, train_iter.get_state(), meta)
       saved_step = step
 
+  policy = nan_policy(config)
+  skipped_total = 0
+
+  def check_finite(step_metrics):
+    """Counts skipped steps; under "stop", ends the run without saving."""
+    nonlocal skipped_total
+    bad = _nonfinite_steps(step_metrics, step)
+    skipped_total += len(bad)
+    if bad and policy == "stop":
+      last = manager.latest_step()
+      where = (f"the last checkpoint is step {last} in {manager.directory}"
+               if last is not None else "no checkpoint was written")
+      raise FloatingPointError(
+          f"step {bad[0]}: the loss or gradient is NaN/Inf, so training "
+          f"stopped without saving (config.nan_policy='stop'); {where}. "
+          "Lower the learning rate (or raise warmup_steps) and rerun to "
+          "resume, or set --config.nan_policy=skip to skip such steps.")
+    if bad:
+      mw.log(f"skipped {len(bad)} step(s) with a NaN/Inf loss or gradient "
+             f"(first: step {bad[0]}; {skipped_total} in all)")
+
   stop = _StopRequest()
   first_step = int(state.step)
   step = first_step
-  pending, overlong_total = [], 0
+  pending, unchecked, overlong_total = [], [], 0
   tick, tick_step = time.time(), first_step
   try:
     while step < config.num_train_steps:
@@ -185,12 +226,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
       state, metrics = stepper(state, batch)
       step += 1
       pending.append(metrics)
-      if step % config.log_every == 0 or step == config.num_train_steps:
+      unchecked.append(metrics)
+      log_due = step % config.log_every == 0 or step == config.num_train_steps
+      save_due = (step % config.checkpoint_every == 0 or
+                  step == config.num_train_steps or stop.signal is not None)
+      if log_due or save_due:  # before any save: a NaN run writes nothing
+        check_finite(unchecked)
+        unchecked = []
+      if log_due:
         summary, overlong = _summarize_steps(pending)
         overlong_total += overlong
         now = time.time()
         summary["steps_per_sec"] = (step - tick_step) / (now - tick)
         summary["overlong_examples"] = overlong_total
+        summary["nonfinite_steps"] = skipped_total
         writer.write(step, "train", summary)
         mw.log(mw.progress_line(step, config.num_train_steps, summary,
                                 summary["steps_per_sec"], now - start))
