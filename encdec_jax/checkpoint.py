@@ -14,6 +14,7 @@ directory that the manager ignores, so the last committed step stays good.
 """
 
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -100,6 +101,21 @@ def restore(manager: ocp.CheckpointManager, target_state,
       data=ocp.args.JsonRestore(),
       meta=ocp.args.JsonRestore()))
   return restored["state"], restored["data"], restored["meta"]
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
+  """Moves an unreadable step out of the checkpoints directory (kept, not
+  deleted, for a look) so the manager no longer sees it; its new path."""
+  source = os.path.join(str(manager.directory), str(step))
+  target = os.path.join(os.path.dirname(str(manager.directory)),
+                        "unreadable_checkpoints", str(step))
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target):
+      shutil.rmtree(target)
+    shutil.move(source, target)
+  manager.reload()
+  return target
 
 
 def restore_params(manager: ocp.CheckpointManager, target_params,

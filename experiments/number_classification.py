@@ -103,6 +103,7 @@ def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
     c.unfreeze_every = 100
 
   c.nan_policy = "stop"  # see number_translation.py
+  c.corrupt_checkpoint = "fallback"  # see number_translation.py
   c.log_every = 50
   c.eval_every = 200
   c.checkpoint_every = 600

@@ -89,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
   # holds one); "stop" ends the run naming the last good checkpoint, "skip"
   # counts the step (train/nonfinite_steps) and goes on.
   c.nan_policy = "stop"
+  # An unreadable latest checkpoint (truncated, tampered): "fallback" moves it
+  # to <workdir>/unreadable_checkpoints/ with a warning and resumes from the
+  # one before; "error" stops with a message naming it.
+  c.corrupt_checkpoint = "fallback"
 
   # Loop.
   c.log_every = 50

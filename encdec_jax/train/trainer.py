@@ -148,6 +148,54 @@ def dropout_key(config) -> jax.Array:
   return jax.random.key(config.seed + 1, impl=impl)
 
 
+CORRUPT_POLICIES = ("fallback", "error")
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return (text[0] if text else type(error).__name__)[:300]
+
+
+def _resume(exp, manager, make_state, meta):
+  """(state, data_state, step) of the newest readable checkpoint.
+
+  An unreadable step (truncated or tampered files) is an error under
+  config.corrupt_checkpoint="error"; under "fallback" it is moved to
+  <workdir>/unreadable_checkpoints/ with a warning and the next older step is
+  tried. A checkpoint of another experiment is always an error.
+  """
+  policy = exp.config.get("corrupt_checkpoint", "fallback")
+  if policy not in CORRUPT_POLICIES:
+    raise ValueError(f"config.corrupt_checkpoint={policy!r} is not known; "
+                     f"use one of {CORRUPT_POLICIES}.")
+  steps = sorted(manager.all_steps(), reverse=True)
+  for i, step in enumerate(steps):
+    where = os.path.join(str(manager.directory), str(step))
+    try:
+      saved_meta = checkpoint.read_meta(manager, step)
+    except Exception as e:  # orbax raises plain Exceptions for bad files
+      problem = e
+    else:
+      checkpoint.check_compatible(saved_meta, meta, str(manager.directory))
+      try:
+        state, data_state, _ = checkpoint.restore(manager, make_state(step),
+                                                  step)
+        return state, data_state, step
+      except Exception as e:
+        problem = e
+    older = steps[i + 1] if i + 1 < len(steps) else None
+    if policy == "error" or older is None:
+      raise ValueError(
+          f"checkpoint {where} cannot be read ({_first_line(problem)}); "
+          + ("move it away to resume from the one before, or set "
+             "--config.corrupt_checkpoint=fallback" if older is not None else
+             "no older checkpoint to fall back to: use a new --workdir"))
+    moved = checkpoint.set_aside(manager, step)
+    mw.log(f"WARNING: checkpoint {where} cannot be read "
+           f"({_first_line(problem)}); moved it to {moved} and resuming "
+           f"from step {older}")
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it has a checkpoint)."""
   start = time.time()
@@ -158,24 +206,28 @@ def train_and_evaluate(config, workdir: str) -> dict:
   manager = checkpoint.make_manager(workdir,
                                     max_to_keep=config.keep_checkpoints)
   meta = experiment.checkpoint_meta(exp)
-  resume_step = manager.latest_step()
-  if resume_step is not None:
-    checkpoint.check_compatible(checkpoint.read_meta(manager), meta,
-                                str(manager.directory))
 
   plan = partition.make_plan(config, experiment.abstract_params(exp))
   stepper = _Stepper(exp, plan, experiment.loss_fn(exp), train_rng)
-  # A checkpoint of step s holds the optimizer state of the stage of step s-1.
-  first = max((resume_step or 0) - 1, 0)
-  state, _ = experiment.create_state(
-      exp, lambda params: stepper.optimizer(first, params), init_rng)
+
+  def make_state(step):
+    # A checkpoint of step s holds the optimizer state of the stage of s-1.
+    first = max(step - 1, 0)
+    return experiment.create_state(
+        exp, lambda params: stepper.optimizer(first, params), init_rng)[0]
+
   train_iter = iter(experiment.train_dataset(exp))
-  if resume_step is not None:
-    state, data_state, _ = checkpoint.restore(manager, state)
+  resume_step = None
+  if manager.latest_step() is not None:
+    state, data_state, resume_step = _resume(exp, manager, make_state, meta)
     train_iter.set_state(data_state)
     mw.log(f"resumed from {manager.directory} at step {int(state.step)}")
-  elif config.get("init_encoder"):
-    state = state.replace(params=experiment.load_encoder(exp, state.params))
+  else:
+    state = make_state(0)
+    if config.get("init_encoder"):
+      state = state.replace(params=experiment.load_encoder(exp,
+                                                           state.params))
+  first = max((resume_step or 0) - 1, 0)
   state = stepper.enter(first, state)
   vocab = f"vocab {exp.tokenizer.vocab_size}, " if exp.tokenizer else ""
   mw.log(f"model: {experiment.count_params(state.params):,} params, "
