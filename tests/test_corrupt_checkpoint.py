@@ -6,29 +6,16 @@ import os
 import jax
 import numpy as np
 import pytest
-from num2words import num2words
 
 from encdec_jax import checkpoint
 from encdec_jax.train import inference, trainer
 from experiments import tiny
 
 
-@pytest.fixture(scope="module")
-def text_files(tmp_path_factory):
-  d = tmp_path_factory.mktemp("data")
-  files = {}
-  for split, numbers in (("train", range(200)), ("validation", range(200, 232)),
-                         ("test", range(232, 264))):
-    files[split] = str(d / f"{split}.tsv")
-    with open(files[split], "w", encoding="utf-8") as f:
-      f.writelines(f"{n}\t{num2words(n)}\n" for n in numbers)
-  return files
-
-
-def _config(text_files, steps, **overrides):
+def _config(small_text_files, steps, **overrides):
   c = tiny.get_config()
   c.dataset = "text_files"
-  c.text_files.update(text_files)
+  c.text_files.update(small_text_files)
   # rsqrt does not depend on num_train_steps, so a run extended from 20 to
   # 30 steps follows the same schedule as one set to 30 from the start.
   c.update(num_train_steps=steps, log_every=5, checkpoint_every=10,
@@ -51,20 +38,20 @@ def _params(config, workdir):
 
 
 def test_fallback_resumes_from_the_step_before_and_keeps_the_bad_one(
-    text_files, tmp_path):
+    small_text_files, tmp_path):
   straight = str(tmp_path / "straight")
-  trainer.train_and_evaluate(_config(text_files, 30), straight)
+  trainer.train_and_evaluate(_config(small_text_files, 30), straight)
 
   workdir = str(tmp_path / "run")
-  trainer.train_and_evaluate(_config(text_files, 20), workdir)
+  trainer.train_and_evaluate(_config(small_text_files, 20), workdir)
   _truncate_state(workdir, 20)
   with pytest.raises(ValueError, match=r"checkpoints/20 cannot be read .*"
                      "corrupt_checkpoint=fallback"):
     trainer.train_and_evaluate(
-        _config(text_files, 30, corrupt_checkpoint="error"), workdir)
+        _config(small_text_files, 30, corrupt_checkpoint="error"), workdir)
   assert checkpoint.make_manager(workdir).all_steps() == [10, 20]  # kept
 
-  config = _config(text_files, 30, corrupt_checkpoint="fallback")
+  config = _config(small_text_files, 30, corrupt_checkpoint="fallback")
   trainer.train_and_evaluate(config, workdir)
   assert os.path.isdir(os.path.join(workdir, "unreadable_checkpoints", "20"))
   assert checkpoint.make_manager(workdir).latest_step() == 30
@@ -73,10 +60,10 @@ def test_fallback_resumes_from_the_step_before_and_keeps_the_bad_one(
                _params(config, straight))
 
 
-def test_no_older_checkpoint_is_a_clear_error(text_files, tmp_path):
+def test_no_older_checkpoint_is_a_clear_error(small_text_files, tmp_path):
   workdir = str(tmp_path)
-  trainer.train_and_evaluate(_config(text_files, 10), workdir)
+  trainer.train_and_evaluate(_config(small_text_files, 10), workdir)
   _truncate_state(workdir, 10)
   with pytest.raises(ValueError, match="no older checkpoint to fall back to"):
-    trainer.train_and_evaluate(_config(text_files, 20), workdir)
+    trainer.train_and_evaluate(_config(small_text_files, 20), workdir)
   assert checkpoint.make_manager(workdir).all_steps() == [10]

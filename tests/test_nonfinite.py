@@ -8,25 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from num2words import num2words
 
 from encdec_jax import checkpoint
 from encdec_jax.train import experiment, trainer
 from experiments import tiny
 
 BAD_STEP = 6  # state.step of the poisoned update; logged as step 7
-
-
-@pytest.fixture(scope="module")
-def text_files(tmp_path_factory):
-  d = tmp_path_factory.mktemp("data")
-  files = {}
-  for split, numbers in (("train", range(200)), ("validation", range(200, 232)),
-                         ("test", range(232, 264))):
-    files[split] = str(d / f"{split}.tsv")
-    with open(files[split], "w", encoding="utf-8") as f:
-      f.writelines(f"{n}\t{num2words(n)}\n" for n in numbers)
-  return files
 
 
 @pytest.fixture
@@ -52,10 +39,10 @@ def poisoned(monkeypatch):
   monkeypatch.setattr(experiment, "loss_fn", loss_fn)
 
 
-def _config(text_files, **overrides):
+def _config(small_text_files, **overrides):
   c = tiny.get_config()
   c.dataset = "text_files"
-  c.text_files.update(text_files)
+  c.text_files.update(small_text_files)
   c.update(num_train_steps=20, log_every=5, checkpoint_every=5,
            eval_every=100, test_at_end=False, **overrides)
   return c
@@ -66,10 +53,10 @@ def _all_finite(tree) -> bool:
 
 
 def test_stop_policy_ends_the_run_naming_the_last_good_checkpoint(
-    text_files, tmp_path, poisoned):
+    small_text_files, tmp_path, poisoned):
   workdir = str(tmp_path)
   with pytest.raises(FloatingPointError) as error:
-    trainer.train_and_evaluate(_config(text_files, nan_policy="stop"),
+    trainer.train_and_evaluate(_config(small_text_files, nan_policy="stop"),
                                workdir)
   message = str(error.value)
   assert message.startswith("step 7: the loss or gradient is NaN/Inf")
@@ -81,9 +68,9 @@ def test_stop_policy_ends_the_run_naming_the_last_good_checkpoint(
   assert _all_finite(state)
 
 
-def test_skip_policy_skips_counts_and_goes_on(text_files, tmp_path, poisoned):
+def test_skip_policy_skips_counts_and_goes_on(small_text_files, tmp_path, poisoned):
   workdir = str(tmp_path)
-  trainer.train_and_evaluate(_config(text_files, nan_policy="skip"), workdir)
+  trainer.train_and_evaluate(_config(small_text_files, nan_policy="skip"), workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     train = [r for r in map(json.loads, f) if r["split"] == "train"]
   assert [r["nonfinite_steps"] for r in train] == [0, 1, 1, 1]
@@ -95,7 +82,7 @@ def test_skip_policy_skips_counts_and_goes_on(text_files, tmp_path, poisoned):
   assert _all_finite(state) and int(state["step"]) == 20
 
 
-def test_unknown_nan_policy_is_refused(text_files, tmp_path):
+def test_unknown_nan_policy_is_refused(small_text_files, tmp_path):
   with pytest.raises(ValueError, match="config.nan_policy='ignore'"):
-    trainer.train_and_evaluate(_config(text_files, nan_policy="ignore"),
+    trainer.train_and_evaluate(_config(small_text_files, nan_policy="ignore"),
                                str(tmp_path))
