@@ -10,10 +10,15 @@ Each saved step holds several items, so that any one can be restored alone:
 The encoder alone (save_encoder / load_encoder, with checks) is in
 encoder_checkpoint.py.
 Saves are async and atomic: a killed save leaves a `*.orbax-checkpoint-tmp`
-directory that the manager ignores, so the last committed step stays good.
+directory that the manager ignores, so the last committed step stays good;
+the next start removes it (`remove_unfinished`). A save that fails (a full
+disk) is a CheckpointWriteError naming the step that is still good.
+Nothing here unpickles: arrays are tensorstore files, the rest is JSON.
 """
 
+import glob
 import os
+import re
 import shutil
 from typing import Any
 
@@ -33,14 +38,60 @@ def make_manager(workdir: str, *, max_to_keep: int = 3,
       options=options, item_names=ITEMS)
 
 
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written (full disk, lost permissions)."""
+
+
+def _write_error(manager, step: int | None, error: Exception
+                 ) -> CheckpointWriteError:
+  # tensorstore reports OS errors as a long status string with the errno.
+  code = re.search(r"os_error_code='?(\d+)", str(error))
+  reason = os.strerror(int(code.group(1))) if code else (
+      str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+  committed = [s for s in manager.all_steps() if s != step]
+  last = (f"step {max(committed)} is the last committed one and is intact"
+          if committed else "no checkpoint was committed before it")
+  what = f"step {step}" if step is not None else "a checkpoint"
+  return CheckpointWriteError(
+      f"could not write {what} in {manager.directory} ({reason}); {last}. "
+      "Free disk space (or fix the directory) and rerun the same command to "
+      "resume from there.")
+
+
 def save(manager: ocp.CheckpointManager, state, data_state: dict,
          meta: dict) -> None:
+  """Starts an async save of `state` (an earlier save's failure shows here)."""
   step = int(jax.device_get(state.step))
-  manager.save(step, args=ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      encoder=ocp.args.StandardSave(state.params["encoder"]),
-      data=ocp.args.JsonSave(data_state),
-      meta=ocp.args.JsonSave(dict(meta, step=step))))
+  try:
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        encoder=ocp.args.StandardSave(state.params["encoder"]),
+        data=ocp.args.JsonSave(data_state),
+        meta=ocp.args.JsonSave(dict(meta, step=step))))
+  except Exception as e:
+    raise _write_error(manager, step, e) from e
+
+
+def wait_until_committed(manager: ocp.CheckpointManager) -> None:
+  """Blocks until the async save in flight (if any) has committed."""
+  try:
+    manager.wait_until_finished()
+  except Exception as e:
+    raise _write_error(manager, None, e) from e
+
+
+def remove_unfinished(manager: ocp.CheckpointManager) -> list[str]:
+  """Deletes the partial steps a killed save left (`<step>.orbax-checkpoint-
+  tmp*`; the manager never lists them), with a log line; their paths."""
+  if jax.process_index() != 0:
+    return []
+  partial = sorted(glob.glob(os.path.join(str(manager.directory),
+                                          "*.orbax-checkpoint-tmp*")))
+  for path in partial:
+    shutil.rmtree(path, ignore_errors=True)
+    print(f"removed {path}: an unfinished checkpoint (the run was killed "
+          "while saving it)", flush=True)
+  return partial
 
 
 def _abstract(tree):

@@ -7,7 +7,9 @@ EncoderClassifier) plus a spec, {"config": TransformerConfig.encoder_fields(),
 
 A save_encoder directory is self-contained:
   params/          orbax PyTree of params['encoder'];
-  tokenizer.model  the SentencePiece model (absent for the byte tokenizer);
+  tokenizer.model  the SentencePiece model, or
+  tokenizer.json   the WordPiece tokenizer of an imported BERT-family encoder
+                   (neither for the byte tokenizer; see TOKENIZER_FILES);
   encoder.json     {"format", "version", "config", "vocab"}, written last, so
                    a directory without it is an unfinished save, never loaded.
 A training step (checkpoint.py) holds the same in its `encoder` item and in
@@ -68,11 +70,11 @@ class LoadReport:
 
 @dataclasses.dataclass(frozen=True)
 class _Source:
-  """A located encoder: its spec, params directory and tokenizer file."""
+  """A located encoder: its spec, params directory and tokenizer's directory."""
   where: str
   spec: dict
   params_dir: str  # An orbax PyTree directory (metadata is read from it).
-  tokenizer_file: str
+  tokenizer_dir: str  # Holds the tokenizer file of the spec's vocab kind.
   restore: Callable[[Any, Any], dict]  # (item, restore_args) -> the tree.
 
 
@@ -101,9 +103,10 @@ def save_encoder(path: str, encoder_params, spec: dict, tokenizer) -> None:
   ocp.PyTreeCheckpointer().save(os.path.join(path, PARAMS_DIR),
                                 encoder_params)  # synchronous
   if jax.process_index() == 0:
-    if vocab["kind"] == "sentencepiece":
-      tokenizer_lib.write_model_proto(os.path.join(path, "tokenizer.model"),
-                                      tokenizer.model_proto)
+    if vocab["kind"] in tokenizer_lib.TOKENIZER_FILES:
+      tokenizer_lib.write_model_proto(
+          tokenizer_lib.tokenizer_path(path, vocab["kind"]),
+          tokenizer_lib.serialized(tokenizer))
     _write_json(os.path.join(path, SPEC_FILE),
                 {"format": FORMAT, "version": VERSION, "config": spec["config"],
                  "vocab": spec["vocab"]})
@@ -129,8 +132,10 @@ def load_encoder(path: str, into: dict, *, expected_spec: dict,
 
   `path`: a save_encoder directory, a training workdir (its latest committed
   step) or a step directory <workdir>/checkpoints/<step>. `into` is the target
-  model's params (concrete arrays); restored leaves take the dtype and
-  sharding of its leaves. `expected_spec` is encoder_spec() of the target.
+  model's params (concrete arrays; jax.ShapeDtypeStructs do where a strict
+  load replaces every leaf of into['encoder']); restored leaves take the
+  dtype and sharding of its leaves. `expected_spec` is encoder_spec() of the
+  target.
 
   strict: any difference in the tree (missing/extra paths, shapes, dtypes) or
   config is one ValueError naming it all. strict=False loads every leaf whose
@@ -182,22 +187,25 @@ def load_encoder_tokenizer(path: str) -> tokenizer_lib.Tokenizer:
 
 def install_encoder_tokenizer(path: str,
                               workdir: str) -> tokenizer_lib.Tokenizer:
-  """Puts the encoder's SentencePiece model in a new workdir; its tokenizer.
+  """Puts the encoder's tokenizer file in a new workdir; its tokenizer.
 
   load_or_train_tokenizer then finds it there instead of training a new one.
-  A byte tokenizer writes nothing (config.tokenizer must be 'bytes').
+  A byte tokenizer writes nothing. config.tokenizer must name the encoder's
+  kind (tokenizer_lib.kind_of).
   """
   tokenizer = load_encoder_tokenizer(path)
-  if isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
-    target = tokenizer_lib.tokenizer_path(workdir)
+  data = tokenizer and tokenizer_lib.serialized(tokenizer)
+  if data is not None:
+    target = tokenizer_lib.tokenizer_path(workdir,
+                                          tokenizer_lib.kind_of(tokenizer))
     if os.path.exists(target):
       with open(target, "rb") as f:
-        if f.read() != tokenizer.model_proto:
+        if f.read() != data:
           raise ValueError(f"{target} is not the encoder's tokenizer; use a "
                            "new --workdir for fine-tuning.")
     elif jax.process_index() == 0:
       os.makedirs(workdir, exist_ok=True)
-      tokenizer_lib.write_model_proto(target, tokenizer.model_proto)
+      tokenizer_lib.write_model_proto(target, data)
   return tokenizer
 
 
@@ -238,8 +246,7 @@ def _open_saved(path: str) -> _Source:
         params_dir, args=ocp.args.PyTreeRestore(
             item=item, restore_args=restore_args, partial_restore=True))
 
-  return _Source(path, spec, params_dir,
-                 os.path.join(path, "tokenizer.model"), restore)
+  return _Source(path, spec, params_dir, path, restore)
 
 
 def _open_step(checkpoints_dir: str, step: int | None) -> _Source:
@@ -274,7 +281,7 @@ def _open_step(checkpoints_dir: str, step: int | None) -> _Source:
 
   workdir = os.path.dirname(checkpoints_dir)
   return _Source(where, meta["encoder"], os.path.join(where, "encoder"),
-                 tokenizer_lib.tokenizer_path(workdir), restore)
+                 workdir, restore)
 
 
 def _read_tokenizer(source: _Source) -> tokenizer_lib.Tokenizer | None:
@@ -283,16 +290,20 @@ def _read_tokenizer(source: _Source) -> tokenizer_lib.Tokenizer | None:
     return None
   if vocab["kind"] == "bytes":
     return tokenizer_lib.ByteTokenizer()
-  if not os.path.isfile(source.tokenizer_file):
+  if vocab["kind"] not in tokenizer_lib.TOKENIZER_FILES:
+    raise ValueError(f"the encoder at {source.where} has a {vocab['kind']!r} "
+                     "vocabulary, which this encdec_jax cannot read; load it "
+                     "with the encdec_jax that wrote it.")
+  path = tokenizer_lib.tokenizer_path(source.tokenizer_dir, vocab["kind"])
+  if not os.path.isfile(path):
     raise FileNotFoundError(f"the encoder at {source.where} needs its "
-                            f"tokenizer at {source.tokenizer_file}; restore "
-                            "that file.")
-  with open(source.tokenizer_file, "rb") as f:
-    tokenizer = tokenizer_lib.SentencePieceTokenizer(f.read())
+                            f"tokenizer at {path}; restore that file.")
+  with open(path, "rb") as f:
+    tokenizer = tokenizer_lib.from_serialized(vocab["kind"], f.read())
   if tokenizer_lib.vocab_record(tokenizer) != vocab:
-    raise ValueError(f"{source.tokenizer_file} is not the vocabulary the "
-                     f"encoder at {source.where} was trained with (sha256 "
-                     "differs); restore the original tokenizer.model.")
+    raise ValueError(f"{path} is not the vocabulary the encoder at "
+                     f"{source.where} was trained with (sha256 differs); "
+                     f"restore the original {os.path.basename(path)}.")
   return tokenizer
 
 

@@ -15,6 +15,7 @@ r"""The one entry point: train, evaluate or decode an experiment.
 """
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -53,6 +54,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   # Imported after flag parsing so --help stays fast.
   from encdec_jax import encoder_checkpoint
+  from encdec_jax.data.tokenizer import MissingPackageError
   from encdec_jax.train import inference, trainer
   config, workdir = FLAGS.config, FLAGS.workdir
   try:
@@ -72,16 +74,42 @@ def main(argv):
                            FLAGS.neighbours)
     else:
       inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
-  except (ValueError, FileNotFoundError, PermissionError,
-          FloatingPointError) as e:
-    # Bad input (config value, data file, checkpoint): one line, no traceback
-    # unless --verbosity was given.
+  except (ValueError, OSError, FloatingPointError, MissingPackageError) as e:
+    # Bad input (config value, data file, checkpoint), a full disk, a NaN:
+    # one line, no traceback unless --verbosity was given.
     if FLAGS["verbosity"].present:
       raise
     sys.exit(f"error: {e}\n(rerun with --verbosity=0 for the traceback)")
 
 
+def _config_field_error(argv: list[str], error: Exception) -> str | None:
+  """One line for a mistyped --config.<field> override (ml_collections raises
+  a bare AttributeError/KeyError, with its suggestion, from flag parsing)."""
+  text = str(error).replace("\\'", "'").replace('\\"', '"')
+  for arg in argv[1:]:
+    override = arg.split("=", 1)[0][2:]
+    field = override.split(".")[-1]
+    if arg.startswith("--config.") and f"'{field}'" in text:
+      close = re.search(r'Did you mean "(\w+)"', text)
+      parent = override.rsplit(".", 1)[0]
+      hint = (f"did you mean --{parent}.{close.group(1)}?" if close else
+              "see the fields in the --config file.")
+      return f"--{override}: {parent} has no field {field!r}; {hint}"
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, plus a one-line error for an unknown config field."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:
+    message = _config_field_error(argv, e)
+    if message is None:
+      raise
+    sys.exit(f"error: {message}")
+
+
 if __name__ == "__main__":
   # Configs import their siblings (experiments/...) from the repo root.
   sys.path.insert(0, os.getcwd())
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -104,6 +104,8 @@ def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
 
   c.nan_policy = "stop"  # see number_translation.py
   c.corrupt_checkpoint = "fallback"  # see number_translation.py
+  c.deterministic = True  # see number_translation.py
+  c.record_example_ids = False  # see number_translation.py
   c.log_every = 50
   c.eval_every = 200
   c.checkpoint_every = 600

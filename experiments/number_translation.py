@@ -93,6 +93,14 @@ def get_config() -> ml_collections.ConfigDict:
   # to <workdir>/unreadable_checkpoints/ with a warning and resumes from the
   # one before; "error" stops with a message naming it.
   c.corrupt_checkpoint = "fallback"
+  # Bit-identical reruns and resumes. CPU and TPU are deterministic anyway
+  # (free); on GPU this sets XLA's --xla_gpu_deterministic_ops, which makes
+  # scatter-adds (embedding gradients) and some reductions slower.
+  c.deterministic = True
+  # Append each step's example ids to <workdir>/example_ids.tsv (cut back to
+  # the resumed step on a restart): which data a step saw, and the proof
+  # that a resumed run saw the same (encdec_jax/train/example_log.py).
+  c.record_example_ids = False
 
   # Loop.
   c.log_every = 50

@@ -7,7 +7,9 @@ A source is a sequence of `{'text': str, 'label': int}` with `class_names`:
   'number_translation/<cfg>': text feature `config.source_lang` of the TFDS
     dataset, labelled by `LABELS[config.label]` of its 'number' feature;
   'text_files': `config.text_files[split]`, a .tsv (text TAB class name) or a
-    .jsonl ({"source": text, "target": class name}) file.
+    .jsonl ({"source": text, "target": class name}) file;
+  'sentence_topics': English sentences about four topics, generated offline
+    (data/topics.py), for pretrained encoders.
 `config.num_train_examples` (-1: all) keeps only the first N training examples
 (the few-labels setting); `texts` still reads the whole train split, since
 unlabelled text is plentiful and only labels are scarce.
@@ -28,6 +30,7 @@ import numpy as np
 from encdec_jax.data import number_translation
 from encdec_jax.data import pipeline
 from encdec_jax.data import sources
+from encdec_jax.data import topics
 from encdec_jax.data.tokenizer import Tokenizer
 
 
@@ -189,10 +192,15 @@ def _text_file_source(config, split: str) -> LabelledSource:
 # --- public -------------------------------------------------------------------
 
 
+def _topic_source(split: str) -> LabelledSource:
+  index = {name: i for i, name in enumerate(topics.CLASSES)}
+  return LabelledSource(topics.pairs(split), index.__getitem__, topics.CLASSES)
+
+
 def _unsupported(dataset: str) -> sources.DataError:
   return sources.DataError(
       f'config.dataset={dataset!r} has no classification labels; use '
-      "'number_translation/<config>' or 'text_files'")
+      "'number_translation/<config>', 'text_files' or 'sentence_topics'")
 
 
 def make_source(config, split: str) -> LabelledSource:
@@ -205,6 +213,8 @@ def make_source(config, split: str) -> LabelledSource:
   """
   if config.dataset == 'text_files':
     source = _text_file_source(config, split)
+  elif config.dataset == 'sentence_topics':
+    source = _topic_source(split)
   elif _is_number_translation(config.dataset):
     source = _number_source(config, split)
   else:
@@ -225,6 +235,8 @@ def texts(config, max_texts: int = 50_000) -> Iterator[str]:
   a tokenizer: unlabelled text is plentiful, only labels are scarce."""
   if config.dataset == 'text_files':
     pairs, _ = _text_file_pairs(config, 'train')
+  elif config.dataset == 'sentence_topics':
+    pairs = topics.pairs('train')
   elif _is_number_translation(config.dataset):
     pairs, _ = _number_pairs(config, 'train')
   else:

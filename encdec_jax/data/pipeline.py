@@ -36,7 +36,8 @@ def encode_capped(tokenizer: Tokenizer, text: str,
   overlong = len(ids) + 1 > max_len
   if overlong:
     ids = ids[:max_len - 1]
-  return np.append(ids, EOS_ID).astype(np.int32), overlong
+  eos_id = getattr(tokenizer, "eos_id", EOS_ID)  # WordPiece: [SEP]
+  return np.append(ids, eos_id).astype(np.int32), overlong
 
 
 def tokenize_pair(example, tokenizer: Tokenizer, max_source_length: int,
@@ -134,7 +135,9 @@ def shuffled_batches(num_examples: int, batch_size: int, seed: int,
   across epoch ends, so a split smaller than a batch still works (an example
   may then occur twice in one batch). `make_batch` maps a batch of indices to
   a batch, so each batch is read with one batched read. The iterator state is
-  a small dict ({'next_index': k}) for an exact resume.
+  a small dict ({'next_index': k}) for an exact resume. Each batch also
+  carries `example_id` (int64, the indices it was made of) for the trainer's
+  example log; it is host-side only and never sent to the devices.
   """
   n_proc = jax.process_count()
   if num_examples < n_proc:
@@ -142,7 +145,9 @@ def shuffled_batches(num_examples: int, batch_size: int, seed: int,
                      f"{n_proc} processes; use more examples.")
   ds = grain.MapDataset.range(num_examples)[jax.process_index()::n_proc]
   ds = ds.seed(seed).shuffle().repeat(None)
-  ds = ds.batch(batch_size, drop_remainder=True).map(make_batch)
+  ds = ds.batch(batch_size, drop_remainder=True).map(
+      lambda indices: dict(make_batch(indices),
+                           example_id=np.asarray(indices, np.int64)))
   return ds.to_iter_dataset(
       grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
 

@@ -1,9 +1,12 @@
-"""Tokenizers: SentencePiece trained on the training split, or raw UTF-8 bytes.
+"""Tokenizers: SentencePiece trained on the training split, raw UTF-8 bytes,
+or the WordPiece vocabulary of an imported BERT-family encoder.
 
-Both share one id layout (the Flax WMT convention): 0 = pad (also the decoder's
-start token), 1 = EOS, 2 = unknown. The tokenizer is stored in the workdir next
-to the checkpoints, so a resumed or evaluated run reads exactly the vocabulary
-it was trained with.
+SentencePiece and bytes share one id layout (the Flax WMT convention): 0 = pad
+(also the decoder's start token), 1 = EOS, 2 = unknown. WordPiece keeps BERT's
+ids, so a pretrained encoder sees exactly what it was trained on: 0 = [PAD]
+(our encoders mask id 0 too), [CLS] first, [SEP] as its `eos_id`. The
+tokenizer is stored in the workdir next to the checkpoints (TOKENIZER_FILES),
+so a resumed or evaluated run reads exactly the vocabulary it was trained with.
 """
 
 import hashlib
@@ -19,6 +22,7 @@ PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 class Tokenizer(Protocol):
   vocab_size: int
+  eos_id: int  # What the pipeline appends to every text (EOS_ID, or [SEP]).
 
   def encode(self, text: str) -> np.ndarray:
     """Token ids of `text`, without EOS."""
@@ -42,6 +46,7 @@ class ByteTokenizer:
   """UTF-8 bytes shifted past the special ids: no training, any language."""
 
   vocab_size = 256 + 3
+  eos_id = EOS_ID
 
   def encode(self, text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32) + 3
@@ -60,6 +65,8 @@ class ByteTokenizer:
 class SentencePieceTokenizer:
   """A trained SentencePiece model (read from its serialized bytes)."""
 
+  eos_id = EOS_ID
+
   def __init__(self, model_proto: bytes):
     self.model_proto = model_proto
     self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
@@ -74,6 +81,65 @@ class SentencePieceTokenizer:
   def piece(self, token_id: int) -> str:
     """The vocabulary entry of one id ('▁' marks a word start)."""
     return self._sp.id_to_piece(int(token_id))
+
+
+class MissingPackageError(ImportError):
+  """An optional package is not installed; the message says how to get it."""
+
+
+def _import_tokenizers():
+  try:
+    import tokenizers
+  except ImportError:
+    raise MissingPackageError(
+        "the WordPiece tokenizer needs the 'tokenizers' package; install it "
+        "with: pip install -e '.[pretrained]' (or pip install tokenizers)"
+    ) from None
+  return tokenizers
+
+
+class WordPieceTokenizer:
+  """BERT's uncased WordPiece, from a Hugging Face `tokenizer.json`.
+
+  encode(text) is [CLS] + word pieces; the pipeline appends `eos_id` ([SEP])
+  and caps the length with it kept, so batches hold exactly the `input_ids`
+  of Hugging Face's tokenizer with truncation=True, max_length =
+  max_source_length. The shipped file pads every text to 128 and truncates
+  there; both are switched off here because the pipeline pads to its buckets
+  and truncates itself. `tokenizer_json` (the file's bytes, unchanged) is
+  what the vocabulary record hashes and what checkpoints store.
+  """
+
+  def __init__(self, tokenizer_json: bytes):
+    tokenizers = _import_tokenizers()
+    self.tokenizer_json = tokenizer_json
+    self._tok = tokenizers.Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+    self._tok.no_padding()
+    self._tok.no_truncation()
+    self.vocab_size = self._tok.get_vocab_size()
+    ids = {t: self._tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]")}
+    if None in ids.values() or ids["[PAD]"] != PAD_ID:
+      raise ValueError(f"not a BERT WordPiece tokenizer.json: need [PAD] = "
+                       f"{PAD_ID} (the id our encoders mask), [CLS] and "
+                       f"[SEP]; found {ids}.")
+    self.cls_id, self.eos_id = ids["[CLS]"], ids["[SEP]"]
+
+  def encode(self, text: str) -> np.ndarray:
+    pieces = self._tok.encode(text, add_special_tokens=False).ids
+    return np.asarray([self.cls_id, *pieces], np.int32)
+
+  def decode(self, ids: Iterable[int]) -> str:
+    """Text up to the first [SEP], special tokens dropped (lower-cased)."""
+    out = []
+    for i in map(int, ids):
+      if i == self.eos_id:
+        break
+      out.append(i)
+    return self._tok.decode(out, skip_special_tokens=True)
+
+  def piece(self, token_id: int) -> str:
+    """The vocabulary entry of one id ('##' marks a word continuation)."""
+    return self._tok.id_to_token(int(token_id))
 
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int,
@@ -100,19 +166,55 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int,
       return SentencePieceTokenizer(f.read())
 
 
-def tokenizer_path(workdir: str) -> str:
-  return os.path.join(workdir, "tokenizer.model")
+# The file each kind of tokenizer is stored as (bytes need none).
+TOKENIZER_FILES = {"sentencepiece": "tokenizer.model",
+                   "wordpiece": "tokenizer.json"}
+
+
+def tokenizer_path(workdir: str, kind: str = "sentencepiece") -> str:
+  return os.path.join(workdir, TOKENIZER_FILES[kind])
+
+
+def kind_of(tokenizer: Tokenizer) -> str:
+  """'bytes', 'sentencepiece' or 'wordpiece' (the values of config.tokenizer)."""
+  for kind, cls in (("bytes", ByteTokenizer),
+                    ("sentencepiece", SentencePieceTokenizer),
+                    ("wordpiece", WordPieceTokenizer)):
+    if isinstance(tokenizer, cls):
+      return kind
+  raise ValueError(f"no vocabulary record for {type(tokenizer).__name__}; use "
+                   "ByteTokenizer, SentencePieceTokenizer or "
+                   "WordPieceTokenizer.")
+
+
+def serialized(tokenizer: Tokenizer) -> bytes | None:
+  """The bytes of the tokenizer's file (TOKENIZER_FILES), None for bytes."""
+  kind = kind_of(tokenizer)
+  if kind == "sentencepiece":
+    return tokenizer.model_proto
+  if kind == "wordpiece":
+    return tokenizer.tokenizer_json
+  return None
+
+
+def from_serialized(kind: str, data: bytes) -> Tokenizer:
+  """The tokenizer of `kind` whose file holds `data`."""
+  if kind == "sentencepiece":
+    return SentencePieceTokenizer(data)
+  if kind == "wordpiece":
+    return WordPieceTokenizer(data)
+  raise ValueError(f"tokenizer kind {kind!r} is not stored as a file; "
+                   f"expected one of {sorted(TOKENIZER_FILES)}.")
 
 
 def vocab_record(tokenizer: Tokenizer) -> dict:
   """JSON-able identity of the id -> token mapping: equal records, same ids."""
-  if isinstance(tokenizer, ByteTokenizer):
-    return {"kind": "bytes", "size": tokenizer.vocab_size}
-  if isinstance(tokenizer, SentencePieceTokenizer):
-    return {"kind": "sentencepiece", "size": tokenizer.vocab_size,
-            "sha256": hashlib.sha256(tokenizer.model_proto).hexdigest()}
-  raise ValueError(f"no vocabulary record for {type(tokenizer).__name__}; use "
-                   "ByteTokenizer or SentencePieceTokenizer.")
+  kind = kind_of(tokenizer)
+  record = {"kind": kind, "size": tokenizer.vocab_size}
+  data = serialized(tokenizer)
+  if data is not None:
+    record["sha256"] = hashlib.sha256(data).hexdigest()
+  return record
 
 
 def write_model_proto(path: str, model_proto: bytes) -> None:
@@ -132,9 +234,11 @@ def load_or_train_tokenizer(config, workdir: str | None,
   """
   if config.tokenizer == "bytes":
     return ByteTokenizer()
+  if config.tokenizer == "wordpiece":
+    return _read_wordpiece(workdir)
   if config.tokenizer != "sentencepiece":
     raise ValueError(f"config.tokenizer={config.tokenizer!r} is not known; "
-                     "use 'sentencepiece' or 'bytes'.")
+                     "use 'sentencepiece', 'bytes' or 'wordpiece'.")
   path = tokenizer_path(workdir) if workdir else None
   if path and os.path.exists(path):
     with open(path, "rb") as f:
@@ -143,3 +247,15 @@ def load_or_train_tokenizer(config, workdir: str | None,
   if path:
     write_model_proto(path, tokenizer.model_proto)
   return tokenizer
+
+
+def _read_wordpiece(workdir: str | None) -> WordPieceTokenizer:
+  """The workdir's tokenizer.json: WordPiece is imported, never trained."""
+  path = tokenizer_path(workdir, "wordpiece") if workdir else "<no workdir>"
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"no WordPiece tokenizer at {path}: WordPiece comes with an imported "
+        "encoder; set --config.init_encoder to it (python -m "
+        "encdec_jax.pretrained.minilm DIR imports one).")
+  with open(path, "rb") as f:
+    return WordPieceTokenizer(f.read())

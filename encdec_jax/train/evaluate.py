@@ -37,9 +37,10 @@ def decode_settings(config) -> dict:
   return settings
 
 
-def make_decode_fn(model, config):
+def make_decode_fn(model, config, eos_id: int = EOS_ID):
   """jit(params, inputs_BxS, rng) -> tokens_BxT with the cache, by
-  config.decode: greedy, beam search (its best hypothesis) or sampling.
+  config.decode: greedy, beam search (its best hypothesis) or sampling,
+  each stopping at `eos_id` (the tokenizer's: [SEP] for WordPiece).
 
   Any model with the encode/decode contract (Transformer, RNN). For a
   decoder-only LM (task "lm") the inputs are prompts: their tokens (EOS
@@ -52,7 +53,7 @@ def make_decode_fn(model, config):
   def with_prompt(tokens_to_logits, inputs_BxS, beams=1):
     if not prompted:
       return tokens_to_logits
-    prompt_BxP = jnp.where(inputs_BxS == EOS_ID, 0, inputs_BxS)
+    prompt_BxP = jnp.where(inputs_BxS == eos_id, 0, inputs_BxS)
     return decoding.force_prefix(
         tokens_to_logits, decoding.expand_to_beams(prompt_BxP, beams)
         if beams > 1 else prompt_BxP)
@@ -72,7 +73,7 @@ def make_decode_fn(model, config):
           model, params, decoding.expand_to_beams(encoded, beams)),
                                      inputs_BxS, beams)
       tokens_BxKxT, _ = decoding.beam_search(
-          tokens_to_logits, cache, batch_size, beams, max_len, EOS_ID,
+          tokens_to_logits, cache, batch_size, beams, max_len, eos_id,
           length_penalty=settings["length_penalty"])
       return tokens_BxKxT[:, 0]
     cache = with_prompt_cache(
@@ -81,11 +82,11 @@ def make_decode_fn(model, config):
         make_tokens_to_logits(model, params, encoded), inputs_BxS)
     if settings["algorithm"] == "sample":
       return decoding.sample_decode(
-          tokens_to_logits, cache, batch_size, max_len, EOS_ID, rng,
+          tokens_to_logits, cache, batch_size, max_len, eos_id, rng,
           temperature=settings["temperature"], top_k=settings["top_k"],
           top_p=settings["top_p"])
     return decoding.greedy_decode(tokens_to_logits, cache, batch_size,
-                                  max_len, EOS_ID)
+                                  max_len, eos_id)
 
   return decode
 

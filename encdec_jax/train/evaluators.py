@@ -119,11 +119,13 @@ def make_evaluator(exp):
   task = experiment.task_of(exp.config)
   if task == "translation":
     return functools.partial(evaluate_and_report, exp,
-                             decode_fn=make_decode_fn(exp.model, exp.config),
+                             decode_fn=make_decode_fn(exp.model, exp.config,
+                                                      exp.tokenizer.eos_id),
                              eval_step_fn=eval_step_fn)
   if task == "lm":
     report = functools.partial(
-        lm_report, decode_fn=make_decode_fn(exp.model, exp.config))
+        lm_report, decode_fn=make_decode_fn(exp.model, exp.config,
+                                            exp.tokenizer.eos_id))
   else:
     report = {"classification": classification_report,
               "embedding": embedding_report,

@@ -16,6 +16,7 @@ from encdec_jax.data import classification, images, lm, pipeline
 from encdec_jax.data import sources as sources_lib
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
+from encdec_jax.train import config_checks
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import reconstruction
 from encdec_jax.train import step as step_lib
@@ -92,7 +93,11 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   """
   task_of(config)  # mistakes in the task or family fail before any data
   registry.family(config)
-  os.makedirs(workdir, exist_ok=True)
+  config_checks.check(config)
+  if train_tokenizer:
+    check_writable(workdir)
+  else:
+    os.makedirs(workdir, exist_ok=True)
   splits = SPLITS if train_tokenizer else ("validation", "test")
   sources, texts = _make_sources(config, splits)
   tokenizer = None
@@ -100,8 +105,14 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
     if train_tokenizer and config.get("init_encoder"):
       # A transferred encoder only makes sense with the vocabulary it was
       # trained with: adopt it (load_encoder checks it again).
-      encoder_checkpoint.install_encoder_tokenizer(config.init_encoder,
-                                                   workdir)
+      adopted = encoder_checkpoint.install_encoder_tokenizer(
+          config.init_encoder, workdir)
+      kind = adopted and tokenizer_lib.kind_of(adopted)  # None: images
+      if kind and kind != config.tokenizer:
+        raise ValueError(
+            f"config.init_encoder={config.init_encoder} reads {kind} tokens "
+            f"but config.tokenizer={config.tokenizer!r}; set "
+            f"--config.tokenizer={kind}.")
     if (not train_tokenizer and config.tokenizer == "sentencepiece" and
         not os.path.exists(tokenizer_lib.tokenizer_path(workdir))):
       raise FileNotFoundError(
@@ -116,6 +127,21 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
                     model)
 
 
+def check_writable(workdir: str) -> None:
+  """Creates `workdir` if needed and proves it can be written, so a wrong
+  --workdir fails now, not at the first checkpoint."""
+  probe = os.path.join(workdir, f".write_test.{os.getpid()}")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise type(e)(f"--workdir={workdir} cannot be written "
+                  f"({e.strerror}); choose a directory you can write to, or "
+                  "fix its permissions") from e
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with (its config.json), for reports."""
   path = os.path.join(workdir, "config.json")
@@ -125,10 +151,18 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def write_atomically(path: str, text: str) -> None:
+  """A kill never leaves half a file at `path`: it is whole or the old one."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def save_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    write_atomically(os.path.join(workdir, "config.json"),
+                     config.to_json_best_effort(indent=2))
 
 
 def init_params(model, rng, config):
@@ -233,5 +267,4 @@ def count_params(params) -> int:
 
 def write_json(path: str, obj) -> None:
   if jax.process_index() == 0:
-    with open(path, "w") as f:
-      json.dump(obj, f, indent=2)
+    write_atomically(path, json.dumps(obj, indent=2))

@@ -1,12 +1,15 @@
-"""--mode=eval and --mode=decode: use a trained workdir's latest checkpoint."""
+"""--mode=eval, --mode=decode and --mode=embed: use a trained workdir's latest
+checkpoint (or, to embed, a pretrained encoder as it is)."""
 
+import os
 import sys
 import time
 
 import numpy as np
 
-from encdec_jax import checkpoint
+from encdec_jax import checkpoint, encoder_checkpoint, parallel
 from encdec_jax.data import pipeline
+from encdec_jax.models import registry
 from encdec_jax.train import evaluate, evaluators, experiment, retrieval
 from encdec_jax.train import metrics_writer as mw
 
@@ -51,7 +54,8 @@ def decode_lines(config, workdir: str, lines: list[str],
   """Translations of `lines` with the latest checkpoint, decoded as
   config.decode says (greedy, beam search or sampling)."""
   exp, params, _ = restore_latest(config, workdir)
-  decode_fn = evaluate.make_decode_fn(exp.model, config)
+  decode_fn = evaluate.make_decode_fn(exp.model, config,
+                                      exp.tokenizer.eos_id)
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
                                   config.eval_batch_size)
@@ -73,10 +77,45 @@ def _read_lines(input_path: str) -> list[str]:
                             "stdin.") from None
 
 
+def _has_checkpoint(workdir: str) -> bool:
+  checkpoints = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(checkpoints) and any(
+      name.isdigit() for name in os.listdir(checkpoints))
+
+
+def pretrained_embedder(config, workdir: str):
+  """(experiment, params): the embedding model of `config` with the encoder
+  of config.init_encoder as it is, untrained (e.g. an imported
+  all-MiniLM-L6-v2, experiments/minilm_embed.py). Reads no dataset."""
+  tokenizer = encoder_checkpoint.load_encoder_tokenizer(config.init_encoder)
+  model = registry.build(config, tokenizer.vocab_size)
+  exp = experiment.Experiment(config, workdir, parallel.make_mesh(), {},
+                              tokenizer, model)
+  # Shapes only: the strict load below replaces every leaf, straight into
+  # the replicated sharding, so nothing is initialised.
+  abstract = experiment.abstract_params(exp)
+  untrained = sorted(set(abstract) - {"encoder"})
+  if untrained:
+    raise ValueError(f"pooling={config.get('pooling')!r} has parameters "
+                     f"({', '.join(untrained)}) that no checkpoint trained; "
+                     "embed with --config.pooling=mean, or train first.")
+  params, report = encoder_checkpoint.load_encoder(
+      config.init_encoder, into=abstract,
+      expected_spec=experiment.encoder_spec(exp))
+  print(report.summary(), file=sys.stderr)  # stdout may be the neighbours
+  return exp, params
+
+
 def embed_lines(config, workdir: str, lines: list[str]) -> np.ndarray:
   """float32 NxD unit vectors of `lines` from the latest checkpoint's encoder
-  (retrieval.make_embed_fn says how each model pools)."""
-  exp, params, _ = restore_latest(config, workdir)
+  (retrieval.make_embed_fn says how each model pools); an embedding config
+  whose workdir holds no checkpoint embeds with config.init_encoder as it is
+  (pretrained_embedder)."""
+  if (experiment.task_of(config) == "embedding" and
+      config.get("init_encoder") and not _has_checkpoint(workdir)):
+    exp, params = pretrained_embedder(config, workdir)
+  else:
+    exp, params, _ = restore_latest(config, workdir)
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
                                   config.eval_batch_size)

@@ -14,7 +14,7 @@ import time
 import jax
 
 from encdec_jax import checkpoint, parallel
-from encdec_jax.train import evaluators, experiment
+from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import partition
 from encdec_jax.train import step as step_lib
@@ -148,6 +148,21 @@ def dropout_key(config) -> jax.Array:
   return jax.random.key(config.seed + 1, impl=impl)
 
 
+def request_determinism(config) -> None:
+  """config.deterministic (default True): bit-identical reruns and resumes.
+
+  XLA on CPU and TPU is deterministic already, so this costs nothing there
+  (the resume tests check bit-equality on CPU). On GPU it adds
+  --xla_gpu_deterministic_ops (deterministic scatter-adds and reductions,
+  slower: embedding gradients are scatter-adds). XLA reads the flag when the
+  backend starts, so call this before the first JAX computation.
+  """
+  flag = "--xla_gpu_deterministic_ops=true"
+  flags = os.environ.get("XLA_FLAGS", "")
+  if config.get("deterministic", True) and flag not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
 CORRUPT_POLICIES = ("fallback", "error")
 
 
@@ -199,6 +214,7 @@ def _resume(exp, manager, make_state, meta):
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it has a checkpoint)."""
   start = time.time()
+  request_determinism(config)
   exp = experiment.setup(config, workdir, train_tokenizer=True)
   experiment.save_config(config, workdir)
   init_rng = jax.random.key(config.seed)
@@ -218,6 +234,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   train_iter = iter(experiment.train_dataset(exp))
   resume_step = None
+  checkpoint.remove_unfinished(manager)
   if manager.latest_step() is not None:
     state, data_state, resume_step = _resume(exp, manager, make_state, meta)
     train_iter.set_state(data_state)
@@ -238,10 +255,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   evaluate_fn = evaluators.make_evaluator(exp)
   writer = mw.MetricsWriter(workdir)
   saved_step = manager.latest_step()
+  examples = (example_log.ExampleLog(workdir, resume_step or 0)
+              if config.get("record_example_ids", False) else None)
 
   def save():
     nonlocal saved_step
     if saved_step != step:  # a stop right after a periodic save saves once
+      if examples:
+        examples.flush()  # the log must cover every step a checkpoint holds
       checkpoint.save(manager, state, train_iter.get_state(), meta)
       saved_step = step
 
@@ -273,10 +294,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
   tick, tick_step = time.time(), first_step
   try:
     while step < config.num_train_steps:
-      batch = parallel.global_batch(next(train_iter), exp.mesh)
+      batch = next(train_iter)
+      example_ids = batch.pop("example_id")
+      batch = parallel.global_batch(batch, exp.mesh)
       state = stepper.enter(step, state)
       state, metrics = stepper(state, batch)
       step += 1
+      if examples:
+        examples.record(step, example_ids)
       pending.append(metrics)
       unchecked.append(metrics)
       log_due = step % config.log_every == 0 or step == config.num_train_steps
@@ -304,7 +329,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                     num_decode=config.num_decode_examples)
       if stop.signal is not None:
         save()
-        manager.wait_until_finished()
+        checkpoint.wait_until_committed(manager)
         mw.log(f"stopped by signal {stop.signal} at step {step}; checkpoint "
                f"saved in {manager.directory}. Rerun the same command to "
                "resume.")
@@ -325,5 +350,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return results
   finally:
     stop.restore()
-    manager.wait_until_finished()
+    checkpoint.wait_until_committed(manager)
     writer.close()
+    if examples:
+      examples.close()

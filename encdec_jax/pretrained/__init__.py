@@ -1,0 +1,1 @@
+"""Pretrained encoders imported from other frameworks' files (no torch)."""

@@ -1,0 +1,178 @@
+"""Kill a real training run (SIGKILL, SIGTERM) at random moments, including
+in the middle of an async checkpoint write; restart it with the same command
+each time. It must end bit-identical to an uninterrupted run, having consumed
+the same examples in the same order (the example log), with no partial
+checkpoint left behind.
+"""
+
+import glob
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from encdec_jax.train import example_log
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_STEPS = 16
+
+
+def _command(workdir: str, files: dict) -> list[str]:
+  return [sys.executable, "-m", "encdec_jax.main",
+          "--config=experiments/tiny.py", f"--workdir={workdir}",
+          "--config.dataset=text_files",
+          *(f"--config.text_files.{s}={p}" for s, p in files.items()),
+          f"--config.num_train_steps={NUM_STEPS}",
+          "--config.checkpoint_every=2", "--config.keep_checkpoints=2",
+          "--config.log_every=2", "--config.eval_every=1000",
+          "--config.num_eval_examples=32", "--config.num_decode_examples=4",
+          "--config.test_at_end=False", "--config.record_example_ids=True"]
+
+
+def _start(workdir: str, files: dict, log: str) -> subprocess.Popen:
+  out = open(log, "a")
+  return subprocess.Popen(_command(workdir, files), cwd=REPO, stdout=out,
+                          stderr=subprocess.STDOUT,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+
+def _wait_for(condition, proc, timeout=300.0, poll=0.001) -> bool:
+  """Polls `condition` until true; False if the process ended first."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if condition():
+      return True
+    if proc.poll() is not None:
+      return False
+    time.sleep(poll)
+  raise TimeoutError("the training run did not get there in time")
+
+
+def _partial(workdir: str) -> list[str]:
+  return glob.glob(os.path.join(workdir, "checkpoints", "*.orbax-checkpoint-tmp*"))
+
+
+def _committed(workdir: str) -> list[int]:
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
+
+
+def _logged_steps(workdir: str) -> int:
+  return len(example_log.read(example_log.path(workdir, 0)))
+
+
+def _final_params(workdir: str) -> dict:
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                  item_names=("state",))
+  assert manager.latest_step() == NUM_STEPS
+  state = manager.restore(NUM_STEPS, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore()))["state"]
+  return state
+
+
+def _flat(tree) -> dict:
+  """{path: numpy array} over params and optimizer state."""
+  return {jax.tree_util.keystr(path): np.asarray(leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_text_files, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  log = os.path.join(workdir, "stdout.txt")
+  assert _start(workdir, small_text_files, log).wait(timeout=600) == 0, \
+      open(log).read()[-3000:]
+  return workdir
+
+
+def _note(log: str, text: str) -> None:
+  with open(log, "a") as f:
+    f.write(f"== test: {text}\n")
+
+
+def _started(log: str, before: int):
+  """True once a run printed its `model:` line (so it has set up, resumed and
+  removed any partial checkpoint), counting from `before` such lines."""
+  return lambda: ("\n" + open(log).read()).count("\nmodel: ") > before
+
+
+def test_sigkill_at_random_moments_and_during_saves_resumes_exactly(
+    uninterrupted, small_text_files, tmp_path):
+  rng = random.Random(0)
+  workdir, log = str(tmp_path / "run"), str(tmp_path / "stdout.txt")
+  open(log, "w").close()
+  killed_mid_save = []
+
+  # 1) a kill before any checkpoint exists (compiling or training);
+  proc = _start(workdir, small_text_files, log)
+  _wait_for(lambda: _logged_steps(workdir) >= 1, proc)
+  proc.kill()
+  proc.wait()
+  _note(log, "SIGKILL before the first checkpoint")
+  # 2) kills while an async save is being written, at a random save each;
+  for run in range(1, 3):
+    proc = _start(workdir, small_text_files, log)
+    _wait_for(_started(log, run), proc)
+    target = (_committed(workdir) or [0])[-1] + 2 * (1 + rng.randrange(2))
+    tmp = os.path.join(workdir, "checkpoints", f"{target}.orbax-checkpoint-tmp")
+    assert _wait_for(lambda: os.path.exists(tmp), proc, poll=0.0005), (
+        target, open(log).read()[-3000:])
+    proc.kill()
+    proc.wait()
+    if _partial(workdir):
+      killed_mid_save.append(target)
+    _note(log, f"SIGKILL while saving step {target}")
+  # 3) a kill at a random moment of training.
+  proc = _start(workdir, small_text_files, log)
+  _wait_for(_started(log, 3), proc)
+  time.sleep(rng.uniform(0.0, 2.0))
+  proc.kill()
+  proc.wait()
+  _note(log, "SIGKILL at a random moment")
+
+  final = _start(workdir, small_text_files, log)
+  assert final.wait(timeout=600) == 0, open(log).read()[-3000:]
+  stdout = open(log).read()
+  last_run = stdout.rsplit("== test: ", 1)[1]
+  assert "resumed from" in last_run and f"step {NUM_STEPS}/{NUM_STEPS}" in last_run, stdout
+  assert killed_mid_save, "no kill landed inside a checkpoint write"
+  for step in killed_mid_save:  # each partial save was removed on restart
+    assert f"checkpoints/{step}.orbax-checkpoint-tmp: an unfinished" in stdout
+  assert not _partial(workdir)
+
+  expected = example_log.read(example_log.path(uninterrupted, 0))
+  assert [s for s, _ in expected] == list(range(1, NUM_STEPS + 1))
+  assert example_log.read(example_log.path(workdir, 0)) == expected
+  want, got = _flat(_final_params(uninterrupted)), _flat(_final_params(workdir))
+  assert want.keys() == got.keys()
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_sigterm_saves_exits_0_and_the_rerun_continues(
+    uninterrupted, small_text_files, tmp_path):
+  workdir, log = str(tmp_path / "run"), str(tmp_path / "stdout.txt")
+  proc = _start(workdir, small_text_files, log)
+  _wait_for(lambda: _logged_steps(workdir) >= 5, proc)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=300) == 0
+  stdout = open(log).read()
+  assert "stopped by signal 15 at step" in stdout
+  stopped = int(stdout.split("stopped by signal 15 at step ")[1].split(";")[0])
+  assert _committed(workdir)[-1] == stopped and not _partial(workdir)
+
+  assert _start(workdir, small_text_files, log).wait(timeout=600) == 0
+  assert f"resumed from {os.path.join(workdir, 'checkpoints')} at step " \
+      f"{stopped}" in open(log).read()
+  assert (example_log.read(example_log.path(workdir, 0)) ==
+          example_log.read(example_log.path(uninterrupted, 0)))
+  want, got = _flat(_final_params(uninterrupted)), _flat(_final_params(workdir))
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
