@@ -42,12 +42,22 @@ class CheckpointWriteError(OSError):
   """A checkpoint could not be written (full disk, lost permissions)."""
 
 
+def _unfinished(manager) -> list[str]:
+  return sorted(glob.glob(os.path.join(str(manager.directory),
+                                       "*.orbax-checkpoint-tmp*")))
+
+
 def _write_error(manager, step: int | None, error: Exception
                  ) -> CheckpointWriteError:
   # tensorstore reports OS errors as a long status string with the errno.
   code = re.search(r"os_error_code='?(\d+)", str(error))
   reason = os.strerror(int(code.group(1))) if code else (
       str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+  # An async save fails in the background and surfaces at the next save (or
+  # the final wait): name the step it left unfinished.
+  failed = [int(m.group(1)) for p in _unfinished(manager)
+            if (m := re.match(r"(\d+)\.", os.path.basename(p)))]
+  step = min(failed) if failed else step
   committed = [s for s in manager.all_steps() if s != step]
   last = (f"step {max(committed)} is the last committed one and is intact"
           if committed else "no checkpoint was committed before it")
@@ -85,8 +95,7 @@ def remove_unfinished(manager: ocp.CheckpointManager) -> list[str]:
   tmp*`; the manager never lists them), with a log line; their paths."""
   if jax.process_index() != 0:
     return []
-  partial = sorted(glob.glob(os.path.join(str(manager.directory),
-                                          "*.orbax-checkpoint-tmp*")))
+  partial = _unfinished(manager)
   for path in partial:
     shutil.rmtree(path, ignore_errors=True)
     print(f"removed {path}: an unfinished checkpoint (the run was killed "

@@ -14,9 +14,11 @@ r"""The one entry point: train, evaluate or decode an experiment.
       --output=vectors.npy --neighbours=3
 """
 
+import logging as pylogging
 import os
 import re
 import sys
+import threading
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -52,6 +54,11 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     # Library INFO logs (orbax, TFDS) bury the progress lines; -v 0 shows them.
     logging.set_verbosity(logging.WARNING)
+    threading.excepthook = _one_line_thread_error
+    logging.get_absl_handler().addFilter(_one_line_library_logs)
+    # Errors Python ignores anyway ("Exception ignored in ..."): after a
+    # failed async save, tensorstore's late callbacks print dozens of them.
+    sys.unraisablehook = lambda unraisable: None
   # Imported after flag parsing so --help stays fast.
   from encdec_jax import encoder_checkpoint
   from encdec_jax.data.tokenizer import MissingPackageError
@@ -80,6 +87,30 @@ def main(argv):
     if FLAGS["verbosity"].present:
       raise
     sys.exit(f"error: {e}\n(rerun with --verbosity=0 for the traceback)")
+
+
+def _one_line_library_logs(record) -> bool:
+  """Library log records as one line each, without tracebacks. orbax's
+  errors from its async save threads (and asyncio's echo of them) are
+  dropped: the failed save surfaces in the main thread as a
+  checkpoint.CheckpointWriteError, whose one line says what to do."""
+  background_save = ("/orbax/" in record.pathname or
+                     record.getMessage().startswith("Task exception was"))
+  if record.levelno >= pylogging.ERROR and background_save:
+    return False
+  record.msg = (record.getMessage().splitlines() or [""])[0]
+  record.args, record.exc_info, record.exc_text = (), None, None
+  return True
+
+
+def _one_line_thread_error(args) -> None:
+  """A background thread's error in one line: orbax's async save threads
+  fail there first, and the main thread then stops with the message that
+  says what to do (checkpoint.CheckpointWriteError)."""
+  lines = str(args.exc_value).strip().splitlines() or [""]
+  print(f"background thread {args.thread.name if args.thread else ''}: "
+        f"{args.exc_type.__name__}: {lines[0][:300]}", file=sys.stderr,
+        flush=True)
 
 
 def _config_field_error(argv: list[str], error: Exception) -> str | None:

@@ -11,6 +11,7 @@ so a resumed or evaluated run reads exactly the vocabulary it was trained with.
 
 import hashlib
 import os
+import sys
 import tempfile
 from typing import Iterable, Protocol
 
@@ -66,6 +67,7 @@ class SentencePieceTokenizer:
   """A trained SentencePiece model (read from its serialized bytes)."""
 
   eos_id = EOS_ID
+  unk_id = UNK_ID
 
   def __init__(self, model_proto: bytes):
     self.model_proto = model_proto
@@ -123,6 +125,7 @@ class WordPieceTokenizer:
                        f"{PAD_ID} (the id our encoders mask), [CLS] and "
                        f"[SEP]; found {ids}.")
     self.cls_id, self.eos_id = ids["[CLS]"], ids["[SEP]"]
+    self.unk_id = self._tok.token_to_id("[UNK]")
 
   def encode(self, text: str) -> np.ndarray:
     pieces = self._tok.encode(text, add_special_tokens=False).ids
@@ -140,6 +143,34 @@ class WordPieceTokenizer:
   def piece(self, token_id: int) -> str:
     """The vocabulary entry of one id ('##' marks a word continuation)."""
     return self._tok.id_to_token(int(token_id))
+
+
+def unknown_characters(tokenizer: Tokenizer, text: str) -> list[str]:
+  """The characters of `text` that `tokenizer` can only read as unknown
+  (sorted; none for bytes, which covers everything)."""
+  unk = getattr(tokenizer, "unk_id", None)
+  if unk is None or unk not in tokenizer.encode(text):
+    return []
+  return sorted(c for c in set(text)
+                if not c.isspace() and unk in tokenizer.encode(c))
+
+
+def warn_unknown(tokenizer: Tokenizer, lines: list[str], file=None) -> int:
+  """One warning line if any of `lines` has characters outside the
+  tokenizer's vocabulary (the model reads them as <unk>); how many lines."""
+  found = {}
+  for number, line in enumerate(lines, 1):
+    for char in unknown_characters(tokenizer, line):
+      found.setdefault(char, number)
+  bad = sum(bool(unknown_characters(tokenizer, line)) for line in lines
+            ) if found else 0
+  if found:
+    shown = ", ".join(f"{c!r} (line {n})" for c, n in list(found.items())[:5])
+    print(f"warning: {bad} of {len(lines)} input lines have characters the "
+          f"tokenizer does not know, read as unknown: {shown}"
+          + (f" and {len(found) - 5} more" if len(found) > 5 else ""),
+          file=file or sys.stderr, flush=True)
+  return bad
 
 
 def train_sentencepiece(texts: Iterable[str], vocab_size: int,

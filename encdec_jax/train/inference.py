@@ -9,6 +9,7 @@ import numpy as np
 
 from encdec_jax import checkpoint, encoder_checkpoint, parallel
 from encdec_jax.data import pipeline
+from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
 from encdec_jax.train import evaluate, evaluators, experiment, retrieval
 from encdec_jax.train import metrics_writer as mw
@@ -54,6 +55,7 @@ def decode_lines(config, workdir: str, lines: list[str],
   """Translations of `lines` with the latest checkpoint, decoded as
   config.decode says (greedy, beam search or sampling)."""
   exp, params, _ = restore_latest(config, workdir)
+  tokenizer_lib.warn_unknown(exp.tokenizer, lines)
   decode_fn = evaluate.make_decode_fn(exp.model, config,
                                       exp.tokenizer.eos_id)
   source = [{"source": line, "target": ""} for line in lines]
@@ -116,6 +118,7 @@ def embed_lines(config, workdir: str, lines: list[str]) -> np.ndarray:
     exp, params = pretrained_embedder(config, workdir)
   else:
     exp, params, _ = restore_latest(config, workdir)
+  tokenizer_lib.warn_unknown(exp.tokenizer, lines)
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
                                   config.eval_batch_size)
