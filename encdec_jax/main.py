@@ -50,7 +50,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}; flags are "
+             "written --name=value (see --helpshort).")
   if not FLAGS["verbosity"].present:
     # Library INFO logs (orbax, TFDS) bury the progress lines; -v 0 shows them.
     logging.set_verbosity(logging.WARNING)
@@ -63,7 +64,10 @@ def main(argv):
   from encdec_jax import encoder_checkpoint
   from encdec_jax.data.tokenizer import MissingPackageError
   from encdec_jax.train import inference, trainer
-  config, workdir = FLAGS.config, FLAGS.workdir
+  if not FLAGS.workdir.strip():
+    sys.exit("error: --workdir is empty; give the directory for checkpoints, "
+             "the tokenizer and results (e.g. --workdir=runs/my_run).")
+  config, workdir = _load_config(), FLAGS.workdir
   try:
     if FLAGS.mode == "train":
       trainer.train_and_evaluate(config, workdir)
@@ -87,6 +91,23 @@ def main(argv):
     if FLAGS["verbosity"].present:
       raise
     sys.exit(f"error: {e}\n(rerun with --verbosity=0 for the traceback)")
+
+
+def _load_config():
+  """FLAGS.config, with a one-line error if the file is missing or its
+  get_config() fails (ml_collections only says that loading failed)."""
+  path = config_flags.get_config_filename(FLAGS["config"])
+  if not os.path.isfile(path):
+    sys.exit(f"error: --config={FLAGS['config'].serialize().split('=', 1)[1]}"
+             f": no such file ({path}); the configs are experiments/*.py.")
+  try:
+    return FLAGS.config
+  except Exception as e:  # noqa: BLE001  the cause is what the user needs
+    if FLAGS["verbosity"].present:
+      raise
+    cause = e.__cause__ or e.__context__ or e
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    sys.exit(f"error: --config={path}: {lines[0]}")
 
 
 def _one_line_library_logs(record) -> bool:
@@ -130,9 +151,16 @@ def _config_field_error(argv: list[str], error: Exception) -> str | None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, plus a one-line error for an unknown config field."""
+  """absl's parser, with one `error:` line for a bad flag, a mistyped
+  config field or a value of the wrong type."""
   try:
-    return app.parse_flags_with_usage(argv)
+    return FLAGS(argv)
+  except flags.Error as e:
+    text = str(e)
+    if "Traceback (most recent call last)" in text:  # get_config() raised
+      last = [l for l in text.strip().splitlines() if l.strip()][-1]
+      text = f"{text.split(': ', 1)[0]}: {last}"
+    sys.exit(f"error: {text} (see --helpshort)")
   except (AttributeError, KeyError) as e:
     message = _config_field_error(argv, e)
     if message is None:

@@ -108,15 +108,30 @@ def test_mistyped_config_field_suggests_the_closest(tmp_path):
   assert not os.listdir(tmp_path)  # nothing was written
 
 
-def test_wrong_type_and_missing_config_file_are_one_line(tmp_path):
-  wrong_type = _main("--config=experiments/tiny.py", f"--workdir={tmp_path}",
-                     "--config.batch_size=abc")
-  assert wrong_type.returncode != 0 and "Traceback" not in wrong_type.stderr
-  assert ("--config.batch_size=abc: invalid literal for int()"
-          in wrong_type.stderr)
-  no_file = _main("--config=experiments/nope.py", f"--workdir={tmp_path}")
-  assert no_file.returncode != 0 and "Traceback" not in no_file.stderr
-  assert "experiments/nope.py" in no_file.stderr
+@pytest.mark.parametrize("args, line", [
+    (["--config.batch_size=abc"], "error: flag --config.batch_size=abc: "
+     "invalid literal for int() with base 10: 'abc' (see --helpshort)"),
+    (["--mode=serve"], "error: flag --mode=serve: value should be one of "
+     "<train|eval|decode|embed|export_encoder> (see --helpshort)"),
+    (["--config=experiments/nope.py"], "error: --config=experiments/nope.py: "
+     "no such file (experiments/nope.py); the configs are experiments/*.py."),
+    (["--config=experiments/tiny.py:huge"], "error: flag --config=experiments/"
+     "tiny.py:huge: ValueError: unknown arm 'huge'; use one of"),
+    (["extra"], "error: unexpected arguments: extra; flags are written "
+     "--name=value (see --helpshort)."),
+    (["--workdir="], "error: --workdir is empty; give the directory for "
+     "checkpoints"),
+    (["--config.max_source_length=100"], "error: config.max_source_length=100 "
+     "> config.model.max_len=64, the longest sequence the model has "
+     "positions for; raise config.model.max_len or lower"),
+], ids=["wrong_type", "unknown_mode", "no_config_file", "unknown_arm",
+        "positional", "no_workdir", "longer_than_positions"])
+def test_command_line_mistakes_are_one_line(tmp_path, args, line):
+  defaults = ["--config=experiments/tiny.py", f"--workdir={tmp_path / 'w'}"]
+  given = {a.split("=")[0] for a in args}
+  run = _main(*[d for d in defaults if d.split("=")[0] not in given], *args)
+  assert _one_error_line(run).startswith(line)
+  assert not os.path.exists(tmp_path / "w")  # nothing was written
 
 
 def test_workdir_that_cannot_be_written(tmp_path):

@@ -99,7 +99,8 @@ def check_lengths(config, max_lengths: Sequence[int]) -> list[int]:
   if max(max_lengths) > boundaries[-1]:
     raise ValueError("config.bucket_boundaries must reach the max lengths: "
                      f"last boundary {boundaries[-1]} < max length "
-                     f"{max(max_lengths)}.")
+                     f"{max(max_lengths)} (config.max_source_length / "
+                     "max_target_length); add a boundary or lower them.")
   return boundaries
 
 

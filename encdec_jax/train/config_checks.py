@@ -88,6 +88,13 @@ def check(config) -> None:
     raise ValueError(f"config.model.qkv_dim={width} is not divisible by "
                      f"config.model.num_heads={heads}; pick a number of heads "
                      f"that divides it (e.g. {_divisor_near(width, heads)}).")
+  max_len = model.get("max_len")
+  for field in ("max_source_length", "max_target_length"):
+    if max_len and config.get(field) and config[field] > max_len:
+      raise ValueError(
+          f"config.{field}={config[field]} > config.model.max_len={max_len}, "
+          "the longest sequence the model has positions for; raise "
+          f"config.model.max_len or lower config.{field}.")
   boundaries = config.get("bucket_boundaries")
   if boundaries is not None and (not boundaries or min(boundaries) < 1):
     raise ValueError(f"config.bucket_boundaries={tuple(boundaries)} must be "

@@ -170,6 +170,13 @@ def evaluate_and_report(exp, params, writer, step, elapsed, split="validation",
       eval_step_fn, params,
       pipeline.eval_batches(exp.sources[split], exp.tokenizer, config,
                             config.eval_batch_size, num_loss), exp.mesh)
+  if num_decode == 0:  # loss only (e.g. frequent evals of a long run)
+    metrics["wall_time_s"] = elapsed
+    writer.write(step, split, metrics)
+    mw.log(f"[{split} @ step {step}, {elapsed / 60:.1f} min] "
+           f"loss {metrics['loss']:.4f}  token acc {metrics['accuracy']:.4f} "
+           "(num_decode_examples=0: nothing decoded)")
+    return metrics
   srcs, refs, hyps = decode_split(
       decode_fn, params, exp.sources[split], exp.tokenizer, config, exp.mesh,
       num_decode)

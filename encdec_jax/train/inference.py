@@ -133,7 +133,8 @@ def embed_file(config, workdir: str, input_path: str, output_path: str,
   other lines (cosine) to stdout."""
   if experiment.task_of(config) == "autoencoder":
     raise ValueError("--mode=embed embeds text; this config's task is "
-                     "'autoencoder' (images).")
+                     "'autoencoder' (images): use --mode=eval for its "
+                     "reconstruction error and anomaly scores.")
   if output_path == "-" or not output_path.endswith(".npy"):
     raise ValueError(f"--output={output_path}: --mode=embed writes a .npy "
                      "file; give a path ending in .npy.")
@@ -158,9 +159,11 @@ def decode_file(config, workdir: str, input_path: str,
                 output_path: str) -> None:
   """One source a line in (a file, or '-' for stdin), one output a line out."""
   if not experiment.decodes_text(config):
+    task = experiment.task_of(config)
     raise ValueError(f"--mode=decode generates text; this config's task is "
-                     f"{experiment.task_of(config)!r}, so use --mode=eval "
-                     "(or --mode=embed for sentence vectors).")
+                     f"{task!r}, so use --mode=eval" +
+                     ("" if task == "autoencoder" else
+                      " (or --mode=embed for sentence vectors)") + ".")
   lines = _read_lines(input_path)
   # stderr: stdout may be the translations themselves (--output=-).
   print(f"decoding {len(lines)} lines ({evaluate.describe_decoding(config)})",

@@ -212,7 +212,20 @@ def _resume(exp, manager, make_state, meta):
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if it has a checkpoint)."""
+  """Trains `config` in `workdir` (resuming if it has a checkpoint).
+
+  SIGINT/SIGTERM are caught from the very start: one that arrives while the
+  run is still setting up (a preemption notice during compilation) stops it
+  at the first step boundary like any other.
+  """
+  stop = _StopRequest()
+  try:
+    return _train(config, workdir, stop)
+  finally:
+    stop.restore()
+
+
+def _train(config, workdir: str, stop: _StopRequest) -> dict:
   start = time.time()
   request_determinism(config)
   exp = experiment.setup(config, workdir, train_tokenizer=True)
@@ -287,7 +300,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
       mw.log(f"skipped {len(bad)} step(s) with a NaN/Inf loss or gradient "
              f"(first: step {bad[0]}; {skipped_total} in all)")
 
-  stop = _StopRequest()
   first_step = int(state.step)
   step = first_step
   pending, unchecked, overlong_total = [], [], 0
@@ -349,7 +361,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
            f"{os.path.join(workdir, 'results.json')}")
     return results
   finally:
-    stop.restore()
     checkpoint.wait_until_committed(manager)
     writer.close()
     if examples:
