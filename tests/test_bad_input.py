@@ -56,7 +56,11 @@ def _one_error_line(run) -> str:
      "be >= 0"),
     ("model.dropout_rate", 1.0, "config.model.dropout_rate=1.0 is out of "
      "range; use a value in [0, 1)"),
-])
+], ids=["num_train_steps", "batch_size", "warmup_steps", "checkpoint_every",
+        "keep_checkpoints", "max_source_length", "learning_rate_zero",
+        "learning_rate_nan", "label_smoothing", "adam_b2", "bucket_boundaries",
+        "model.num_heads", "model.emb_dim", "model.num_encoder_layers",
+        "model.dropout_rate"])
 def test_values_that_make_no_sense_are_named(field, value, message):
   config = tiny.get_config()
   node = config
@@ -89,7 +93,7 @@ def test_every_shipped_config_passes_the_checks():
 @pytest.mark.parametrize("policy, value, message", [
     ("nan_policy", "ignore", "config.nan_policy='ignore' is not known"),
     ("dropout_prng", "mt19937", "config.dropout_prng='mt19937' is not known"),
-])
+], ids=["nan_policy", "dropout_prng"])
 def test_unknown_policy_names(policy, value, message):
   config = tiny.get_config()
   config[policy] = value
