@@ -93,14 +93,20 @@ def wait_until_committed(manager: ocp.CheckpointManager) -> None:
 def remove_unfinished(manager: ocp.CheckpointManager) -> list[str]:
   """Deletes the partial steps a killed save left (`<step>.orbax-checkpoint-
   tmp*`; the manager never lists them), with a log line; their paths."""
-  if jax.process_index() != 0:
-    return []
-  partial = _unfinished(manager)
+  partial = _unfinished(manager) if jax.process_index() == 0 else []
   for path in partial:
     shutil.rmtree(path, ignore_errors=True)
     print(f"removed {path}: an unfinished checkpoint (the run was killed "
           "while saving it)", flush=True)
+  _barrier("remove_unfinished")  # no process reads before process 0 is done
   return partial
+
+
+def _barrier(name: str) -> None:
+  """Waits for every process (multi-host; a no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def _abstract(tree):
@@ -174,6 +180,7 @@ def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
     if os.path.exists(target):
       shutil.rmtree(target)
     shutil.move(source, target)
+  _barrier(f"set_aside_{step}")
   manager.reload()
   return target
 

@@ -12,6 +12,8 @@ A save_encoder directory is self-contained:
                    (neither for the byte tokenizer; see TOKENIZER_FILES);
   encoder.json     {"format", "version", "config", "vocab"}, written last, so
                    a directory without it is an unfinished save, never loaded.
+A conv autoencoder's encoder also loads into a captioner, whose encoder is
+the same convs without the bottleneck (see _as_family).
 A training step (checkpoint.py) holds the same in its `encoder` item and in
 meta["encoder"]; the tokenizer is the workdir's. load_encoder reads only those
 two items of a step, never the `state` item with the optimizer moments.
@@ -147,11 +149,12 @@ def load_encoder(path: str, into: dict, *, expected_spec: dict,
     raise ValueError("expected_spec needs 'config' and 'vocab'; build it with "
                      "encoder_spec(config, tokenizer).")
   source = _open(path)
-  stored = _stored_tree(source)
+  stored_config, unused = _as_family(source, expected_spec["config"])
+  stored_all = _stored_tree(source)
+  stored = {k: v for k, v in stored_all.items() if k[0] not in unused}
   model = _model_tree(into["encoder"])
   paths = _path_problems(stored, model)
-  config = _config_problems(source.spec.get("config", {}),
-                            expected_spec["config"])
+  config = _config_problems(stored_config, expected_spec["config"])
   vocab = _vocab_problems(source.spec.get("vocab"), expected_spec["vocab"])
   problems = {**paths, "config": config, "vocab": vocab}
   if vocab or (strict and any(problems.values())):
@@ -174,7 +177,8 @@ def load_encoder(path: str, into: dict, *, expected_spec: dict,
   report = LoadReport(
       source=source.where, loaded=tuple(_name(k) for k in wanted),
       left_at_init=tuple(_name(k) for k in sorted(model) if k not in restored),
-      ignored=tuple(_name(k) for k in sorted(stored) if k not in restored),
+      ignored=tuple(_name(k) for k in sorted(stored_all)
+                    if k not in restored),
       differences=tuple(f"{kind}: {item}" for kind, items in problems.items()
                         for item in items))
   return dict(into, encoder=encoder), report
@@ -305,6 +309,42 @@ def _read_tokenizer(source: _Source) -> tokenizer_lib.Tokenizer | None:
                      f"{source.where} was trained with (sha256 differs); "
                      f"restore the original {os.path.basename(path)}.")
   return tokenizer
+
+
+# An encoder of one family read as another's.
+
+CONV_FEATURES = "conv_features"  # A captioner's encoder (models/captioner.py).
+IMAGE_FAMILIES = ("autoencoder_conv", CONV_FEATURES)
+
+
+def _as_family(source: _Source, expected: dict) -> tuple[dict, tuple]:
+  """(the stored config as the expected family's spec, top-level subtrees of
+  the stored encoder that family does not have).
+
+  A conv autoencoder's encoder is a captioner's encoder plus a Dense
+  `bottleneck`: read as "conv_features" its spec keeps what fixes the conv
+  params (conv_features, image channels, param_dtype), not the image height
+  and width (a conv's params do not depend on them), and the bottleneck is
+  left out, listed as ignored. Any other encoder is not an image encoder with
+  a region grid, which is one clear error instead of a list of paths.
+  """
+  stored = source.spec.get("config", {})
+  if expected.get("family") != CONV_FEATURES:
+    return stored, ()
+  family = stored.get("family", "transformer")
+  if family not in IMAGE_FAMILIES:
+    kind = ("an MLP autoencoder's, which has no region grid"
+            if family == "autoencoder_mlp" else f"a {family} text encoder")
+    raise ValueError(
+        f"the encoder at {source.where} is {kind}, not a conv image encoder; "
+        "a captioner's encoder loads from a conv autoencoder "
+        "(experiments/autoencoder_digits.py:conv) or another captioner.")
+  if family == CONV_FEATURES:
+    return stored, ()
+  view = {"family": CONV_FEATURES, "conv_features": stored["conv_features"],
+          "channels": stored["image_shape"][2],
+          "param_dtype": stored["param_dtype"]}
+  return view, ("bottleneck",)
 
 
 # Trees as {path tuple: (shape, dtype name)}.

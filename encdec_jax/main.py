@@ -44,6 +44,17 @@ flags.DEFINE_string("output", "-", "--mode=decode: output file ('-' is "
                     "--mode=export_encoder: a new directory.")
 flags.DEFINE_integer("neighbours", 0, "--mode=embed: also print each input "
                      "line's N most similar other lines (cosine).")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of "
+                    "process 0's coordinator (with --num_processes and "
+                    "--process_id); unset on a TPU VM pod or under SLURM, "
+                    "where JAX finds them itself.")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, "
+                     "0 .. num_processes-1.")
+flags.DEFINE_bool("distributed", False, "Multi-host without the three flags "
+                  "above: jax.distributed.initialize() detects the cluster "
+                  "(TPU VM pod, SLURM, Open MPI). A SLURM job with more than "
+                  "one task turns this on by itself.")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -69,6 +80,10 @@ def main(argv):
              "the tokenizer and results (e.g. --workdir=runs/my_run).")
   config, workdir = _load_config(), FLAGS.workdir
   try:
+    from encdec_jax import parallel  # before any JAX computation
+    parallel.initialize_distributed(FLAGS.coordinator_address,
+                                    FLAGS.num_processes, FLAGS.process_id,
+                                    auto=FLAGS.distributed)
     if FLAGS.mode == "train":
       trainer.train_and_evaluate(config, workdir)
     elif FLAGS.mode == "eval":
@@ -97,7 +112,7 @@ def _load_config():
   """FLAGS.config, with a one-line error if the file is missing or its
   get_config() fails (ml_collections only says that loading failed)."""
   path = config_flags.get_config_filename(FLAGS["config"])
-  if not os.path.isfile(path):
+  if not os.path.isfile(path.split(":", 1)[0]):  # file.py:ARM names an arm
     sys.exit(f"error: --config={FLAGS['config'].serialize().split('=', 1)[1]}"
              f": no such file ({path}); the configs are experiments/*.py.")
   try:

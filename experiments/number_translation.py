@@ -48,7 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
       pre_layernorm=True, activation="relu", layernorm_epsilon=1e-6,
       dropout_rate=0.0, attention_dropout_rate=0.0,
       share_embeddings=True, logits_via_embedding=True,
-      dtype="float32"))
+      dtype="float32",
+      # One nn.scan over each stack's layers (stacked params: another param
+      # tree, see encdec_jax/nn/transformer.py); off by default.
+      scan_layers=False))
 
   # Optimization.
   c.learning_rate = 2e-3
@@ -63,6 +66,18 @@ def get_config() -> ml_collections.ConfigDict:
   # Generator of the dropout masks: "threefry2x32" (JAX's default), "rbg" or
   # "unsafe_rbg" (faster on CPU; see encdec_jax.train.trainer.dropout_key).
   c.dropout_prng = "threefry2x32"
+
+  # Scale (README "Scaling out"): the device mesh, -1 = the devices left.
+  # data=-1: data parallel; fsdp=-1: params and optimizer state sharded too
+  # (FSDP); data=-1,tensor=2: data x tensor (Megatron) parallel.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  # Logical axis -> mesh axes; () = encdec_jax.parallel.DEFAULT_RULES.
+  c.logical_axis_rules = ()
+  # Recompute each block in the backward pass: "none", "full", "dots",
+  # "dots_all" (Transformer families).
+  c.remat = "none"
+  # Split each batch into k micro-batches inside the step, one update.
+  c.grad_accum_steps = 1
 
   # Parameter groups, each with its own optimizer (encdec_jax/train/
   # partition.py): (regex over the param path, group) rules, first match wins.

@@ -5,7 +5,8 @@ r"""Tiny runs of every model family, used by the tests and for smoke checks.
 
 Arms: transformer (default), rnn (LSTM + attention), rnn_bottleneck (GRU, no
 attention), lm (decoder-only), embedding (contrastive sentence embedder),
-autoencoder (conv, digits images). Each takes well under a minute on a
+autoencoder (conv, digits images), captioning (LSTM + attention over the
+regions of small captioned-digit canvases). Each takes well under a minute on a
 2-core CPU; they check plumbing, not quality.
 """
 
@@ -14,7 +15,7 @@ import ml_collections
 from experiments import number_translation
 
 ARMS = ("transformer", "rnn", "rnn_bottleneck", "lm", "embedding",
-        "autoencoder")
+        "autoencoder", "captioning")
 
 
 def get_config(arm: str = "transformer"):
@@ -67,4 +68,22 @@ def get_config(arm: str = "transformer"):
         conv_features=(4, 8), bottleneck_dim=4, dtype="float32"))
     c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
     c.num_eval_examples = -1
+  elif arm == "captioning":
+    c.task = "captioning"
+    c.dataset = "captioned_digits"
+    c.captions = ml_collections.ConfigDict(dict(
+        height=10, width=36, min_digits=1, max_digits=4, min_gap=1,
+        noise=0.1, num_train=256, num_validation=32, num_test=32, seed=0))
+    c.tokenizer = "sentencepiece"  # one piece per digit word
+    c.vocab_size = 32
+    c.max_target_length = 8
+    c.max_decode_length = 8
+    c.bleu_tokenize = "13a"
+    c.model = ml_collections.ConfigDict(dict(
+        family="rnn", cell="lstm", bidirectional=False, emb_dim=16,
+        hidden_dim=32, num_encoder_layers=1, num_decoder_layers=1,
+        attention="additive", attention_dim=16, dropout_rate=0.0,
+        share_embeddings=False, dtype="float32", image_shape=(10, 36, 1),
+        conv_features=(4, 8)))
+    c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
   return c

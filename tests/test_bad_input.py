@@ -56,11 +56,12 @@ def _one_error_line(run) -> str:
      "be >= 0"),
     ("model.dropout_rate", 1.0, "config.model.dropout_rate=1.0 is out of "
      "range; use a value in [0, 1)"),
+    ("grad_accum_steps", 0, "config.grad_accum_steps=0 must be >= 1"),
 ], ids=["num_train_steps", "batch_size", "warmup_steps", "checkpoint_every",
         "keep_checkpoints", "max_source_length", "learning_rate_zero",
         "learning_rate_nan", "label_smoothing", "adam_b2", "bucket_boundaries",
         "model.num_heads", "model.emb_dim", "model.num_encoder_layers",
-        "model.dropout_rate"])
+        "model.dropout_rate", "grad_accum_steps"])
 def test_values_that_make_no_sense_are_named(field, value, message):
   config = tiny.get_config()
   node = config
@@ -171,7 +172,7 @@ def test_full_disk_at_save_keeps_the_last_checkpoint(small_text_files,
           "--config.dataset=text_files",
           *(f"--config.text_files.{s}={p}" for s, p in small_text_files.items()),
           "--config.checkpoint_every=2", "--config.eval_every=1000",
-          "--config.test_at_end=False", "--config.num_decode_examples=4",
+          "--config.test_at_end=False", "--config.num_decode_examples=0",
           "--config.num_eval_examples=32"]
   assert _main(*args, "--config.num_train_steps=4").returncode == 0
 

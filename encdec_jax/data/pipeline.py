@@ -132,7 +132,12 @@ def shuffled_batches(num_examples: int, batch_size: int, seed: int,
                      ) -> grain.IterDataset:
   """Endless batches of this process's share of range(num_examples).
 
-  Shuffled, reshuffled each epoch; `batch_size` is per process. Batches run
+  Shuffled, reshuffled each epoch; `batch_size` is per process. Every process
+  shuffles all indices the same way and takes its contiguous block of each
+  global batch (rows k*batch_size .. (k+1)*batch_size-1 on process k), so
+  the global batches, and the iterator state, are the same whatever the
+  number of processes: a run on 2 hosts trains on exactly the batches a
+  1-host run would, and either resumes the other's checkpoint. Batches run
   across epoch ends, so a split smaller than a batch still works (an example
   may then occur twice in one batch). `make_batch` maps a batch of indices to
   a batch, so each batch is read with one batched read. The iterator state is
@@ -144,11 +149,12 @@ def shuffled_batches(num_examples: int, batch_size: int, seed: int,
   if num_examples < n_proc:
     raise ValueError(f"{num_examples} training examples cannot be shared by "
                      f"{n_proc} processes; use more examples.")
-  ds = grain.MapDataset.range(num_examples)[jax.process_index()::n_proc]
-  ds = ds.seed(seed).shuffle().repeat(None)
-  ds = ds.batch(batch_size, drop_remainder=True).map(
-      lambda indices: dict(make_batch(indices),
-                           example_id=np.asarray(indices, np.int64)))
+  first = jax.process_index() * batch_size
+  ds = grain.MapDataset.range(num_examples).seed(seed).shuffle().repeat(None)
+  ds = ds.batch(batch_size * n_proc, drop_remainder=True).map(
+      lambda indices: indices[first:first + batch_size])
+  ds = ds.map(lambda indices: dict(make_batch(indices),
+                                   example_id=np.asarray(indices, np.int64)))
   return ds.to_iter_dataset(
       grain.ReadOptions(num_threads=1, prefetch_buffer_size=4))
 
@@ -180,8 +186,8 @@ def train_dataset(source, tokenizer: Tokenizer, config,
                   seed: int) -> grain.IterDataset:
   """Endless, shuffled (reshuffled each epoch), this process's share only.
 
-  Each process takes a disjoint slice of the examples and makes batches of
-  batch_size / process_count examples; see `shuffled_batches`.
+  Each process makes its block of batch_size / process_count rows of every
+  global batch; see `shuffled_batches`.
   """
   per_process = process_batch_size(config.batch_size)
   return shuffled_batches(len(source), per_process, seed,

@@ -72,14 +72,19 @@ def _init_decode_variables(model: nn.Module, inputs_BxS, targets_BxT):
 
 
 def init_cache(model: nn.Module, batch_size: int, max_decode_len: int,
-               source_len: int) -> Any:
+               source_len: int | tuple[int, ...],
+               source_dtype: Any = jnp.int32) -> Any:
   """Zero `cache` collection for decoding up to max_decode_len steps.
 
   Works for any model with the encode/decode contract (Transformer, RNN,
-  decoder-only LM): shapes come from jax.eval_shape of a decode=True init, so
-  nothing is computed and no params are needed; safe to call inside jit.
+  decoder-only LM, image captioner): shapes come from jax.eval_shape of a
+  decode=True init, so nothing is computed and no params are needed; safe to
+  call inside jit. `source_len` is the length of token-id inputs, or the
+  shape of one input after the batch axis (an image's (H, W, C), with
+  source_dtype float32).
   """
-  inputs_BxS = jnp.ones((batch_size, source_len), jnp.int32)
+  shape = (source_len,) if isinstance(source_len, int) else tuple(source_len)
+  inputs_BxS = jnp.ones((batch_size,) + shape, source_dtype)
   targets_BxT = jnp.ones((batch_size, max_decode_len), jnp.int32)
   shapes = jax.eval_shape(
       lambda: model.init(jax.random.key(0), inputs_BxS, targets_BxT,

@@ -7,13 +7,18 @@
   classification  transformer            EncoderClassifier
   embedding       transformer            SentenceEmbedder
   autoencoder     mlp | conv             Autoencoder (images; no tokenizer)
+  captioning      rnn | transformer      Captioner (image -> caption: conv
+                                         regions + LSTM or Transformer decoder)
 
-The rest of `model` are the fields of the family's config dataclass.
+The rest of `model` are the fields of the family's config dataclass; a
+captioner's `model` also holds its image encoder's `image_shape` and
+`conv_features` (CaptionerConfig), the rest configure its decoder.
 """
 
 import jax.numpy as jnp
 
 from encdec_jax.models.autoencoder import Autoencoder, AutoencoderConfig
+from encdec_jax.models.captioner import Captioner, CaptionerConfig
 from encdec_jax.models.classifier import EncoderClassifier
 from encdec_jax.models.embedder import SentenceEmbedder
 from encdec_jax.models.encoder_decoder import EncoderDecoder
@@ -26,7 +31,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TEXT_FAMILIES = ("transformer", "rnn")
 FAMILIES = {"translation": TEXT_FAMILIES, "lm": ("transformer",),
             "classification": ("transformer",),
-            "embedding": ("transformer",), "autoencoder": ("mlp", "conv")}
+            "embedding": ("transformer",), "autoencoder": ("mlp", "conv"),
+            "captioning": TEXT_FAMILIES}
 
 
 def _fields(model_config) -> dict:
@@ -70,10 +76,18 @@ def model_config(config, vocab_size: int | None):
       if key in fields:
         fields[key] = tuple(fields[key])
     return AutoencoderConfig(family=name, **fields)
+  if task == "captioning":
+    image = {k: tuple(fields.pop(k)) for k in ("image_shape", "conv_features")
+             if k in fields}
+    decoder = (RNNConfig if name == "rnn" else TransformerConfig)(
+        vocab_size=vocab_size, **fields)
+    return CaptionerConfig(decoder=decoder, **image)
   if name == "rnn":
     return RNNConfig(vocab_size=vocab_size, **fields)
   if task == "lm":
     fields["causal"] = True  # a decoder-only LM sees only the past
+  if config.get("remat", "none") != "none":  # config.remat: a run setting
+    fields.setdefault("remat", config.remat)
   return TransformerConfig(vocab_size=vocab_size, **fields)
 
 
@@ -84,6 +98,8 @@ def build(config, vocab_size: int | None, num_classes: int | None = None):
   pooling = config.get("pooling", "mean")
   if task == "autoencoder":
     return Autoencoder(arch)
+  if task == "captioning":
+    return Captioner(arch)
   if task == "classification":
     return EncoderClassifier(arch, num_classes=num_classes, pooling=pooling)
   if task == "embedding":

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
+REMAT_POLICIES = ("none", "full", "dots", "dots_all")
 # The fields that determine the encoder's parameters and its function: an
 # encoder checkpoint is only valid for a model that agrees on all of them
 # (dropout rates and compute dtype are free to differ).
@@ -52,6 +53,16 @@ class TransformerConfig:
   scale_embeddings: bool = False
   # Encoder self-attention is causal (decoder-only LM, its ULMFiT classifier).
   causal: bool = False
+  # Rematerialisation of each block in the backward pass: "none", "full"
+  # (save nothing), "dots" (save matmul outputs without batch dims,
+  # jax.checkpoint_policies.dots_with_no_batch_dims_saveable), "dots_all"
+  # (save every matmul output). Changes memory and time, not the values.
+  remat: str = "none"
+  # The layers of each stack as one nn.scan over stacked params (compiles
+  # one layer instead of N). Its param tree differs: encoder/layers/<block>/
+  # ... with a leading num_layers axis instead of layers_{i}/..., so its
+  # checkpoints and encoders do not load into an unscanned model (and back).
+  scan_layers: bool = False
 
   def __post_init__(self):
     if self.vocab_size <= 0:
@@ -78,6 +89,9 @@ class TransformerConfig:
     if self.num_token_types < 0:
       raise ValueError(
           f"num_token_types must be >= 0, got {self.num_token_types}.")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(
+          f"remat={self.remat!r} is not one of {REMAT_POLICIES}.")
     for name in ("dropout_rate", "attention_dropout_rate"):
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(

@@ -243,13 +243,18 @@ class RNNDecoder(nn.Module):
     return tuple(new_carry), logits_BxV
 
   def __call__(self, targets_BxT, memory_BxSxM, memory_valid_BxS, *,
-               decode: bool = False, deterministic: bool = True) -> jax.Array:
+               decode: bool = False, deterministic: bool = True,
+               summary_BxM=None) -> jax.Array:
+    """summary_BxM: what the bridge (and attention="none") reads; None: the
+    text encoder's encoder_summary (an image captioner passes the mean
+    region, as Xu et al. 2015 initialise their LSTM)."""
     cfg = self.config
     table = (self.token_embed if self.shared_token_embed is None
              else self.shared_token_embed)
     y_BxTxE = self.dropout(table(targets_BxT), deterministic=deterministic)
-    summary_BxM = encoder_summary(memory_BxSxM, memory_valid_BxS,
-                                  cfg.bidirectional)
+    if summary_BxM is None:
+      summary_BxM = encoder_summary(memory_BxSxM, memory_valid_BxS,
+                                    cfg.bidirectional)
     if decode and self.has_variable("cache", "is_filled"):
       return self._cached_step(y_BxTxE, memory_BxSxM, summary_BxM,
                                memory_valid_BxS, deterministic)

@@ -10,6 +10,11 @@ Param layout (what checkpoint converters map to):
                       cross_attention_norm, mlp, mlp_norm}
   decoder/decoder_norm                                   (pre-LN only)
   decoder/logits_dense                         (logits_via_embedding=False only)
+
+With config.scan_layers the layers of a stack are one nn.scan: `layers/...`
+(no index) with a leading num_layers axis on every leaf, in place of
+`layers_{i}/...`. config.remat wraps each block in nn.remat with the policy
+named there; the params and values do not change.
 """
 from typing import Callable
 
@@ -75,7 +80,7 @@ class EncoderBlock(nn.Module):
     self.mlp_norm = _layer_norm(cfg)
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
-  def __call__(self, x_BxSxD, mask_Bx1xSxS, *, decode: bool = False,
+  def __call__(self, x_BxSxD, mask_Bx1xSxS, decode: bool = False,
                deterministic: bool = True):
     sublayer = lambda f, x, norm: residual(
         x, f, norm, self.dropout, pre_layernorm=self.config.pre_layernorm,
@@ -101,7 +106,7 @@ class DecoderBlock(nn.Module):
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def __call__(self, y_BxTxD, memory_BxSxD, self_mask_Bx1xTxT,
-               cross_mask_Bx1xTxS, *, decode: bool = False,
+               cross_mask_Bx1xTxS, decode: bool = False,
                deterministic: bool = True) -> jax.Array:
     sublayer = lambda f, y, norm: residual(
         y, f, norm, self.dropout, pre_layernorm=self.config.pre_layernorm,
@@ -114,6 +119,55 @@ class DecoderBlock(nn.Module):
     y_BxTxD = sublayer(self_attend, y_BxTxD, self.self_attention_norm)
     y_BxTxD = sublayer(cross_attend, y_BxTxD, self.cross_attention_norm)
     return sublayer(self.mlp, y_BxTxD, self.mlp_norm)
+
+
+REMAT_POLICIES = {
+    "full": None,  # save nothing: recompute the whole block
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "dots_all": jax.checkpoint_policies.dots_saveable,
+}
+
+
+def _carry_form(block):
+  """`block` returning (output, None), as nn.scan's body must."""
+
+  class Scanned(block):
+    def __call__(self, x, *args):
+      return super().__call__(x, *args), None
+
+  Scanned.__name__ = block.__name__
+  return Scanned
+
+
+def make_stack(block, cfg: TransformerConfig, num_layers: int):
+  """`num_layers` blocks (setup attribute `layers`): a list of modules
+  (`layers_{i}`), or with cfg.scan_layers one nn.scan over stacked params.
+
+  Blocks are called positionally, (x, *arrays, decode, deterministic), so
+  that nn.remat can keep the two flags static.
+  """
+  cls = _carry_form(block) if cfg.scan_layers else block
+  if cfg.remat != "none":
+    num_args = {EncoderBlock: 4, DecoderBlock: 6}[block]  # with self
+    cls = nn.remat(cls, policy=REMAT_POLICIES[cfg.remat],
+                   static_argnums=(num_args - 1, num_args))
+  if not cfg.scan_layers:
+    return [cls(cfg) for _ in range(num_layers)]
+  num_broadcast = {EncoderBlock: 3, DecoderBlock: 5}[block]
+  return nn.scan(cls, variable_axes={"params": 0, "cache": 0,
+                                     "intermediates": 0},
+                 split_rngs={"params": True, "dropout": True},
+                 in_axes=(nn.broadcast,) * num_broadcast,
+                 length=num_layers)(cfg)
+
+
+def run_stack(layers, x, *args):
+  """x through the stack of make_stack; args end with decode, deterministic."""
+  if isinstance(layers, (list, tuple)):
+    for layer in layers:
+      x = layer(x, *args)
+    return x
+  return layers(x, *args)[0]
 
 
 class TransformerEncoder(nn.Module):
@@ -133,7 +187,7 @@ class TransformerEncoder(nn.Module):
     cfg = self.config
     self.embedder = Embedder(cfg, vocab_size=cfg.vocab_size,
                              num_token_types=cfg.num_token_types)
-    self.layers = [EncoderBlock(cfg) for _ in range(cfg.num_encoder_layers)]
+    self.layers = make_stack(EncoderBlock, cfg, cfg.num_encoder_layers)
     if cfg.pre_layernorm:  # Pre-LN leaves the residual stream unnormalised.
       self.encoder_norm = _layer_norm(cfg)
 
@@ -153,9 +207,8 @@ class TransformerEncoder(nn.Module):
                                    causal_mask(inputs_BxS.shape[1]))
     x_BxSxD = self.embedder(inputs_BxS, token_types_BxS, decode=decode,
                             deterministic=deterministic)
-    for layer in self.layers:
-      x_BxSxD = layer(x_BxSxD, mask_Bx1xSxS, decode=decode,
-                      deterministic=deterministic)
+    x_BxSxD = run_stack(self.layers, x_BxSxD, mask_Bx1xSxS, decode,
+                        deterministic)
     if cfg.pre_layernorm:
       x_BxSxD = self.encoder_norm(x_BxSxD)
     return x_BxSxD
@@ -175,7 +228,7 @@ class TransformerDecoder(nn.Module):
     cfg = self.config
     self.embedder = Embedder(cfg, vocab_size=cfg.decoder_vocab_size,
                              shared_token_embed=self.shared_token_embed)
-    self.layers = [DecoderBlock(cfg) for _ in range(cfg.num_decoder_layers)]
+    self.layers = make_stack(DecoderBlock, cfg, cfg.num_decoder_layers)
     if cfg.pre_layernorm:
       self.decoder_norm = _layer_norm(cfg)
     if not cfg.logits_via_embedding:
@@ -191,10 +244,9 @@ class TransformerDecoder(nn.Module):
     cross_mask_Bx1x1xS = memory_valid_BxS[:, None, None, :]
     y_BxTxD = self.embedder(targets_BxT, decode=decode,
                             deterministic=deterministic)
-    for layer in self.layers:
-      y_BxTxD = layer(y_BxTxD, memory_BxSxD, self_mask_1x1xTxT,
-                      cross_mask_Bx1x1xS, decode=decode,
-                      deterministic=deterministic)
+    y_BxTxD = run_stack(self.layers, y_BxTxD, memory_BxSxD,
+                        self_mask_1x1xTxT, cross_mask_Bx1x1xS, decode,
+                        deterministic)
     if cfg.pre_layernorm:
       y_BxTxD = self.decoder_norm(y_BxTxD)
     if cfg.logits_via_embedding:

@@ -17,7 +17,7 @@ _INT_MINIMUMS = (
     ("checkpoint_every", 1), ("keep_checkpoints", 1),
     ("max_source_length", 2), ("max_target_length", 2),
     ("max_decode_length", 1), ("vocab_size", 8), ("unfreeze_every", 0),
-    ("num_samples_to_print", 0),
+    ("num_samples_to_print", 0), ("grad_accum_steps", 1),
 )
 _MODEL_INT_MINIMUMS = (
     ("emb_dim", 1), ("qkv_dim", 1), ("mlp_dim", 1), ("num_heads", 1),

@@ -63,12 +63,15 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID):
 
   @jax.jit
   def decode(params, inputs_BxS, rng):
-    batch_size, source_len = inputs_BxS.shape
+    # Token ids BxS, or images BxHxWxC for a captioner.
+    batch_size, source_len = inputs_BxS.shape[0], inputs_BxS.shape[1:]
+    source_dtype = inputs_BxS.dtype
     encoded = model.apply({"params": params}, inputs_BxS, method="encode")
     if settings["algorithm"] == "beam":
       beams = settings["beam_size"]
       cache = with_prompt_cache(
-          init_cache(model, batch_size * beams, max_len, source_len))
+          init_cache(model, batch_size * beams, max_len, source_len,
+                     source_dtype))
       tokens_to_logits = with_prompt(make_tokens_to_logits(
           model, params, decoding.expand_to_beams(encoded, beams)),
                                      inputs_BxS, beams)
@@ -77,7 +80,7 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID):
           length_penalty=settings["length_penalty"])
       return tokens_BxKxT[:, 0]
     cache = with_prompt_cache(
-        init_cache(model, batch_size, max_len, source_len))
+        init_cache(model, batch_size, max_len, source_len, source_dtype))
     tokens_to_logits = with_prompt(
         make_tokens_to_logits(model, params, encoded), inputs_BxS)
     if settings["algorithm"] == "sample":
@@ -122,8 +125,8 @@ def translate(decode_fn, params, batches, tokenizer, mesh, num_examples: int,
   hypotheses = []
   base_key = jax.random.key(seed)
   for i, batch in enumerate(batches):
-    inputs = parallel.global_batch({"inputs": batch["inputs"]}, mesh)["inputs"]
-    tokens_BxT = np.asarray(jax.device_get(
+    inputs = parallel.shared_batch({"inputs": batch["inputs"]}, mesh)["inputs"]
+    tokens_BxT = np.asarray(parallel.fetch(
         decode_fn(params, inputs, jax.random.fold_in(base_key, i))))
     for row in tokens_BxT:
       if len(hypotheses) < num_examples:
@@ -155,10 +158,10 @@ def evaluate_loss(eval_step_fn, params, batches, mesh) -> dict:
   """Teacher-forced loss, NLL and token (or example) accuracy over batches."""
   totals = None
   for batch in batches:
-    sums = eval_step_fn(params, parallel.global_batch(batch, mesh))
+    sums = eval_step_fn(params, parallel.shared_batch(batch, mesh))
     totals = sums if totals is None else jax.tree.map(
         lambda a, b: a + b, totals, sums)
-  return step_lib.summarize(jax.device_get(totals))
+  return step_lib.summarize(parallel.fetch(totals))
 
 
 def evaluate_and_report(exp, params, writer, step, elapsed, split="validation",

@@ -6,19 +6,20 @@ num_decode=) -> metrics, logged and written to TensorBoard/metrics.jsonl.
   classification  loss, accuracy
   embedding       contrastive loss, retrieval among the split (top-1/5, MRR)
   autoencoder     loss, MSE per pixel, anomaly ROC-AUC (config.anomaly_class)
+  captioning      loss, decoded captions: exact match / BLEU / chrF
 """
 
 import functools
 
 import numpy as np
 
-from encdec_jax.data import classification, images, pipeline
+from encdec_jax.data import captions, classification, images, pipeline
 from encdec_jax.train import experiment, reconstruction, retrieval
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train.evaluate import (decode_settings, describe_decoding,
                                        evaluate_and_report, evaluate_loss,
                                        make_decode_fn, make_eval_step,
-                                       translate)
+                                       translate, translation_metrics)
 
 
 def classification_report(exp, params, eval_step_fn, writer, step, elapsed,
@@ -112,6 +113,48 @@ def autoencoder_report(exp, params, eval_step_fn, writer, step, elapsed,
   return metrics
 
 
+def captioning_report(exp, params, writer, step, elapsed, split="validation",
+                      num_loss=None, num_decode=None, *, decode_fn,
+                      eval_step_fn) -> dict:
+  """Teacher-forced loss of a captioner, and its decoded captions of the
+  split's (first num_decode) images scored as translations are: exact match,
+  BLEU (config.bleu_tokenize) and chrF against the reference captions."""
+  config, source = exp.config, exp.sources[split]
+  batches = lambda n: captions.eval_batches(source, exp.tokenizer, config,
+                                            config.eval_batch_size, n)
+  metrics = evaluate_loss(eval_step_fn, params, batches(num_loss), exp.mesh)
+  n = len(source) if num_decode is None or num_decode < 0 else min(
+      num_decode, len(source))
+  if n == 0:  # loss only (num_decode_examples=0)
+    metrics["wall_time_s"] = elapsed
+    writer.write(step, split, metrics)
+    mw.log(f"[{split} @ step {step}, {elapsed / 60:.1f} min] loss "
+           f"{metrics['loss']:.4f}  token acc {metrics['accuracy']:.4f}")
+    return metrics
+  hyps = translate(decode_fn, params, batches(n), exp.tokenizer, exp.mesh, n,
+                   seed=decode_settings(config)["seed"])
+  examples = list(pipeline.iter_examples(source, n))
+  refs = [e["caption"] for e in examples]
+  metrics.update(translation_metrics(hyps, refs, config.bleu_tokenize))
+  metrics["wall_time_s"] = elapsed
+  metrics["num_decoded"] = n
+  writer.write(step, split, metrics)
+  mw.log(f"[{split} @ step {step}, {elapsed / 60:.1f} min] "
+         f"loss {metrics['loss']:.4f}  token acc {metrics['accuracy']:.4f}  "
+         f"exact match {metrics['exact_match']:.2f}%  "
+         f"BLEU {metrics['bleu']:.2f}  chrF {metrics['chrf']:.2f} "
+         f"({n} images, {describe_decoding(config)})")
+  samples = [f"  {'✓' if h == r else '✗'} image {i} (digits at x="
+             f"{','.join(str(x) for x in e['xs'] if x >= 0)}) → {h}\n"
+             f"      ref {r}"
+             for i, (e, r, h) in enumerate(zip(examples, refs, hyps))]
+  samples = samples[:config.num_samples_to_print]
+  if samples:
+    mw.log("\n".join(samples))
+    writer.text(step, f"{split}/samples", "\n\n".join(samples))
+  return metrics
+
+
 def make_evaluator(exp):
   """(params, writer, step, elapsed, split=, num_loss=, num_decode=) -> metrics
   for the experiment's task."""
@@ -122,6 +165,11 @@ def make_evaluator(exp):
                              decode_fn=make_decode_fn(exp.model, exp.config,
                                                       exp.tokenizer.eos_id),
                              eval_step_fn=eval_step_fn)
+  if task == "captioning":
+    return functools.partial(
+        captioning_report, exp, eval_step_fn=eval_step_fn,
+        decode_fn=make_decode_fn(exp.model, exp.config,
+                                 exp.tokenizer.eos_id))
   if task == "lm":
     report = functools.partial(
         lm_report, decode_fn=make_decode_fn(exp.model, exp.config,

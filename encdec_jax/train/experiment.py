@@ -12,7 +12,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from encdec_jax import encoder_checkpoint, parallel
-from encdec_jax.data import classification, images, lm, pipeline
+from encdec_jax.data import captions, classification, images, lm, pipeline
 from encdec_jax.data import sources as sources_lib
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
@@ -28,6 +28,7 @@ SPLITS = ("train", "validation", "test")
 #   classification  text -> class (encoder, pooling, head)
 #   embedding       text -> unit vector, contrastive on text pairs
 #   autoencoder     image -> bottleneck -> image
+#   captioning      image -> text (conv regions + attending decoder)
 TASKS = tuple(registry.FAMILIES)
 
 
@@ -76,6 +77,16 @@ def _make_sources(config, splits):
           f"{config.dataset} images are {shape}; set "
           f"--config.model.image_shape='{shape}'.")
     return sources, None
+  if task == "captioning":
+    sources = {s: captions.make_source(config, s) for s in splits}
+    shape = tuple(sources[splits[-1]].image_shape)
+    if tuple(config.model.image_shape) != shape:
+      raise ValueError(
+          f"config.model.image_shape={tuple(config.model.image_shape)} but "
+          f"the captioned canvases are {shape}; set "
+          f"--config.model.image_shape='{shape}'.")
+    return sources, lambda: captions.captions(
+        sources.get("train", sources[splits[-1]]))
   if task == "classification":
     return ({s: classification.make_source(config, s) for s in splits},
             lambda: classification.texts(config))
@@ -102,7 +113,8 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   sources, texts = _make_sources(config, splits)
   tokenizer = None
   if texts is not None:
-    if train_tokenizer and config.get("init_encoder"):
+    if (train_tokenizer and config.get("init_encoder") and
+        task_of(config) != "captioning"):  # an image encoder has no tokens
       # A transferred encoder only makes sense with the vocabulary it was
       # trained with: adopt it (load_encoder checks it again).
       adopted = encoder_checkpoint.install_encoder_tokenizer(
@@ -118,13 +130,21 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
       raise FileNotFoundError(
           f"no tokenizer at {tokenizer_lib.tokenizer_path(workdir)}: this "
           "workdir holds no trained run; train first (--mode=train).")
-    tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir, texts)
+    # Multi-host: process 0 trains and writes the tokenizer; the others
+    # read it after a barrier (a no-op with one process).
+    if jax.process_index() == 0:
+      tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir,
+                                                        texts)
+    parallel.sync("tokenizer")
+    if jax.process_index() != 0:
+      tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir,
+                                                        texts)
   num_classes = (len(sources[splits[-1]].class_names)
                  if is_classification(config) else None)
   model = registry.build(config, tokenizer and tokenizer.vocab_size,
                          num_classes)
-  return Experiment(config, workdir, parallel.make_mesh(), sources, tokenizer,
-                    model)
+  return Experiment(config, workdir, parallel.make_mesh(config), sources,
+                    tokenizer, model)
 
 
 def check_writable(workdir: str) -> None:
@@ -171,7 +191,10 @@ def init_params(model, rng, config):
     images_1xHxWxC = jnp.zeros((1, *config.model.image_shape), jnp.float32)
     return model.init({"params": rng}, images_1xHxWxC,
                       deterministic=True)["params"]
-  inputs = jnp.ones((1, config.max_source_length), jnp.int32)
+  if task == "captioning":
+    inputs = jnp.zeros((1, *config.model.image_shape), jnp.float32)
+  else:
+    inputs = jnp.ones((1, config.max_source_length), jnp.int32)
   if task in ("classification", "embedding"):
     return model.init({"params": rng}, inputs, deterministic=True)["params"]
   targets = jnp.ones((1, config.max_target_length), jnp.int32)
@@ -180,10 +203,11 @@ def init_params(model, rng, config):
 
 
 def create_state(exp: Experiment, make_tx, rng):
-  """A fresh TrainState, created directly with its (replicated) sharding.
+  """A fresh TrainState, created directly with its sharding on the mesh.
 
   `make_tx(params)` gives the optimizer (its partition depends on the params'
-  paths).
+  paths). Params are sharded by their logical axes and config's rules, the
+  optimizer state like its params (parallel.state_shardings).
   """
 
   def make(r):
@@ -191,7 +215,8 @@ def create_state(exp: Experiment, make_tx, rng):
     return step_lib.init_state(params, make_tx(params))
 
   abstract = jax.eval_shape(make, rng)
-  shardings = jax.tree.map(lambda _: parallel.replicated(exp.mesh), abstract)
+  shardings = parallel.state_shardings(abstract, exp.mesh,
+                                       parallel.axis_rules(exp.config))
   return jax.jit(make, out_shardings=shardings)(rng), shardings
 
 
@@ -200,10 +225,11 @@ def abstract_params(exp: Experiment):
   abstract = jax.eval_shape(
       functools.partial(init_params, exp.model, config=exp.config),
       jax.random.key(0))
+  shardings = parallel.param_shardings(abstract, exp.mesh,
+                                       parallel.axis_rules(exp.config))
   return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                     sharding=parallel.replicated(exp.mesh)),
-      abstract)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract, shardings)
 
 
 def loss_fn(exp: Experiment):
@@ -223,6 +249,9 @@ def train_dataset(exp: Experiment):
   config, task, source = exp.config, task_of(exp.config), exp.sources["train"]
   if task == "autoencoder":
     return images.train_dataset(source, config, seed=config.seed)
+  if task == "captioning":
+    return captions.train_dataset(source, exp.tokenizer, config,
+                                  seed=config.seed)
   data = classification if task == "classification" else pipeline
   return data.train_dataset(source, exp.tokenizer, config, seed=config.seed)
 
@@ -232,9 +261,12 @@ def vocab_size(exp: Experiment) -> int | None:
 
 
 def encoder_spec(exp: Experiment) -> dict:
-  """The encoder's architecture and vocabulary, as saved with it."""
+  """The encoder's architecture and vocabulary, as saved with it (a
+  captioner's encoder reads pixels: no vocabulary, like an autoencoder's)."""
+  reads_text = task_of(exp.config) != "captioning"
   return encoder_checkpoint.encoder_spec(
-      registry.model_config(exp.config, vocab_size(exp)), exp.tokenizer)
+      registry.model_config(exp.config, vocab_size(exp)),
+      exp.tokenizer if reads_text else None)
 
 
 def checkpoint_meta(exp: Experiment) -> dict:

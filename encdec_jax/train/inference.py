@@ -91,10 +91,10 @@ def pretrained_embedder(config, workdir: str):
   all-MiniLM-L6-v2, experiments/minilm_embed.py). Reads no dataset."""
   tokenizer = encoder_checkpoint.load_encoder_tokenizer(config.init_encoder)
   model = registry.build(config, tokenizer.vocab_size)
-  exp = experiment.Experiment(config, workdir, parallel.make_mesh(), {},
+  exp = experiment.Experiment(config, workdir, parallel.make_mesh(config), {},
                               tokenizer, model)
   # Shapes only: the strict load below replaces every leaf, straight into
-  # the replicated sharding, so nothing is initialised.
+  # the params' shardings, so nothing is initialised.
   abstract = experiment.abstract_params(exp)
   untrained = sorted(set(abstract) - {"encoder"})
   if untrained:
@@ -131,10 +131,10 @@ def embed_file(config, workdir: str, input_path: str, output_path: str,
   """--mode=embed: one text a line in, an NxD .npy of unit vectors out (row i
   is line i); with `neighbours` > 0 also prints each line's most similar
   other lines (cosine) to stdout."""
-  if experiment.task_of(config) == "autoencoder":
-    raise ValueError("--mode=embed embeds text; this config's task is "
-                     "'autoencoder' (images): use --mode=eval for its "
-                     "reconstruction error and anomaly scores.")
+  task = experiment.task_of(config)
+  if task in ("autoencoder", "captioning"):
+    raise ValueError(f"--mode=embed embeds text; this config's task is "
+                     f"{task!r} (images): use --mode=eval for its scores.")
   if output_path == "-" or not output_path.endswith(".npy"):
     raise ValueError(f"--output={output_path}: --mode=embed writes a .npy "
                      "file; give a path ending in .npy.")
@@ -158,6 +158,10 @@ def embed_file(config, workdir: str, input_path: str, output_path: str,
 def decode_file(config, workdir: str, input_path: str,
                 output_path: str) -> None:
   """One source a line in (a file, or '-' for stdin), one output a line out."""
+  if experiment.task_of(config) == "captioning":
+    raise ValueError("--mode=decode reads text lines, and a captioner reads "
+                     "images: use --mode=eval (captions of the test split) "
+                     "or python -m encdec_jax.report_captions WORKDIR.")
   if not experiment.decodes_text(config):
     task = experiment.task_of(config)
     raise ValueError(f"--mode=decode generates text; this config's task is "

@@ -34,8 +34,8 @@ def embed_batches(embed_fn, params, batches, mesh, num_examples: int,
   """float32 NxD vectors of the first `num_examples` rows of `batches`."""
   out = []
   for batch in batches:
-    ids = parallel.global_batch({field: batch[field]}, mesh)[field]
-    out.append(np.asarray(jax.device_get(embed_fn(params, ids))))
+    ids = parallel.shared_batch({field: batch[field]}, mesh)[field]
+    out.append(np.asarray(parallel.fetch(embed_fn(params, ids))))
   return np.concatenate(out)[:num_examples]
 
 

@@ -130,8 +130,54 @@ def contrastive_loss(model, temperature: float):
   return loss_fn
 
 
+def accumulated_grads(loss_fn, params_of, trainable, batch, rng,
+                      num_micro: int):
+  """((mean loss, sums), grads of the mean loss) over `num_micro`
+  micro-batches, one at a time (lax.scan), for a batch too big to fit.
+
+  Micro-batch i takes rows i, i + k, i + 2k, ... (so each keeps its share of
+  every device's rows). The *summed* loss and its gradient are accumulated,
+  with the token counts, and divided once at the end: the result is the
+  per-token mean over the whole batch, as one step on it would give (up to
+  float rounding). Micro-batch i's dropout key is fold_in(rng, i). A
+  contrastive loss sees only its micro-batch's negatives, so there it is a
+  different (smaller-batch) loss.
+  """
+  k = num_micro
+
+  def split(x):
+    if x.shape[0] % k:
+      raise ValueError(f"a batch of {x.shape[0]} rows cannot be split into "
+                       f"config.grad_accum_steps={k} micro-batches.")
+    return jnp.moveaxis(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 1, 0)
+
+  micro = jax.tree.map(split, batch)
+
+  def summed(trainable, mb, r):
+    sums = loss_fn(params_of(trainable), mb, r)[1]
+    return sums["loss"], sums
+
+  grad_fn = jax.value_and_grad(summed, has_aux=True)
+  first = jax.tree.map(lambda x: x[0], micro)
+  shapes = jax.eval_shape(grad_fn, trainable, first, rng)
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
+                       (shapes[0][1], shapes[1]))
+
+  def body(carry, xs):
+    i, mb = xs
+    (_, sums), grads = grad_fn(
+        trainable, mb, None if rng is None else jax.random.fold_in(rng, i))
+    return jax.tree.map(jnp.add, carry, (sums, grads)), None
+
+  (sums, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(k), micro))
+  tokens = jnp.maximum(sums["tokens"], 1.0)
+  return ((sums["loss"] / tokens, sums),
+          jax.tree.map(lambda g: g / tokens.astype(g.dtype), grads))
+
+
 def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
-               trainable_mask: dict, learning_rates_fn):
+               trainable_mask: dict, learning_rates_fn,
+               grad_accum_steps: int = 1):
   """One optimizer update; `rng` is the run's base key (folded with step).
 
   Only the trainable parameters are differentiated, so frozen ones cost no
@@ -142,6 +188,10 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
   the step counter: params and optimizer state stay the last finite ones, so
   no checkpoint can hold a NaN; metrics["nonfinite"] is 1 for it and the
   trainer's config.nan_policy decides whether to go on.
+
+  grad_accum_steps > 1 splits the batch into that many micro-batches inside
+  the step (see accumulated_grads) and makes one update from their summed
+  gradients.
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
   flat = traverse_util.flatten_dict(state.params)
@@ -152,8 +202,14 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
     params = traverse_util.unflatten_dict({**frozen, **trainable})
     return loss_fn(params, batch, dropout_rng)
 
-  (loss, sums), flat_grads = jax.value_and_grad(
-      trainable_loss, has_aux=True)(trainable)
+  if grad_accum_steps > 1:
+    (loss, sums), flat_grads = accumulated_grads(
+        loss_fn,
+        lambda t: traverse_util.unflatten_dict({**frozen, **t}),
+        trainable, batch, dropout_rng, grad_accum_steps)
+  else:
+    (loss, sums), flat_grads = jax.value_and_grad(
+        trainable_loss, has_aux=True)(trainable)
   grad_norm = optax.tree.norm(flat_grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   grads = traverse_util.unflatten_dict(
@@ -184,12 +240,17 @@ def bind_train_step(loss_fn, tx, plan, config, step: int,
   `trainable_mask` (default: the plan's at `step`) overrides which params are
   differentiated; the freezing benchmark uses it to show what it saves.
   """
+  accumulate = config.get("grad_accum_steps", 1)
+  if accumulate < 1:
+    raise ValueError(f"config.grad_accum_steps={accumulate} must be >= 1 "
+                     "(1: no accumulation).")
   return functools.partial(
       train_step, loss_fn=loss_fn, tx=tx, plan=plan,
       trainable_mask=(plan.trainable_mask(step) if trainable_mask is None
                       else trainable_mask),
       learning_rates_fn=functools.partial(partition.group_learning_rates,
-                                          plan, config))
+                                          plan, config),
+      grad_accum_steps=accumulate)
 
 
 def eval_step(params, batch, *, loss_fn):

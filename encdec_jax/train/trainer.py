@@ -110,13 +110,17 @@ class _Stepper:
       return state
     tx = self.optimizer(step, state.params)
     replicated = parallel.replicated(self.exp.mesh)
+    rules = parallel.axis_rules(self.exp.config)
     if self.training is not None:
       opt_state = partition.migrate_opt_state(state.opt_state, tx,
                                               state.params, self.training)
-      state = state.replace(opt_state=jax.device_put(opt_state, replicated))
+      state = state.replace(opt_state=opt_state)
+      state = jax.device_put(state, parallel.state_shardings(
+          state, self.exp.mesh, rules))
       mw.log(f"step {step}: now training {sorted(training)}")
     self.training = training
-    shardings = jax.tree.map(lambda _: replicated, state)
+    # Params by their logical axes, optimizer state like its params.
+    shardings = parallel.state_shardings(state, self.exp.mesh, rules)
     self.step_fn = jax.jit(
         step_lib.bind_train_step(self.loss_fn, tx, self.plan,
                                  self.exp.config, step),
@@ -262,7 +266,8 @@ def _train(config, workdir: str, stop: _StopRequest) -> dict:
   vocab = f"vocab {exp.tokenizer.vocab_size}, " if exp.tokenizer else ""
   mw.log(f"model: {experiment.count_params(state.params):,} params, "
          f"{vocab}{len(exp.sources['train']):,} "
-         f"training examples, {jax.device_count()} device(s)")
+         f"training examples, {jax.device_count()} device(s), mesh "
+         + " ".join(f"{a}={n}" for a, n in exp.mesh.shape.items()))
   mw.log(_describe_groups(plan, state.params, first))
 
   evaluate_fn = evaluators.make_evaluator(exp)
