@@ -65,26 +65,24 @@ def _pair_texts(source, max_pairs: int = 50_000):
     yield example["target"]
 
 
+def _check_image_shape(config, source, what: str) -> None:
+  shape = tuple(source.image_shape)
+  if tuple(config.model.image_shape) != shape:
+    raise ValueError(
+        f"config.model.image_shape={tuple(config.model.image_shape)} but "
+        f"{what} are {shape}; set --config.model.image_shape='{shape}'.")
+
+
 def _make_sources(config, splits):
   """{split: source} and a function giving the tokenizer's training texts."""
   task = task_of(config)
   if task == "autoencoder":
     sources = {s: images.make_source(config, s) for s in splits}
-    shape = tuple(sources[splits[-1]].image_shape)
-    if tuple(config.model.image_shape) != shape:
-      raise ValueError(
-          f"config.model.image_shape={tuple(config.model.image_shape)} but "
-          f"{config.dataset} images are {shape}; set "
-          f"--config.model.image_shape='{shape}'.")
+    _check_image_shape(config, sources[splits[-1]], f"{config.dataset} images")
     return sources, None
   if task == "captioning":
     sources = {s: captions.make_source(config, s) for s in splits}
-    shape = tuple(sources[splits[-1]].image_shape)
-    if tuple(config.model.image_shape) != shape:
-      raise ValueError(
-          f"config.model.image_shape={tuple(config.model.image_shape)} but "
-          f"the captioned canvases are {shape}; set "
-          f"--config.model.image_shape='{shape}'.")
+    _check_image_shape(config, sources[splits[-1]], "the captioned canvases")
     return sources, lambda: captions.captions(
         sources.get("train", sources[splits[-1]]))
   if task == "classification":
