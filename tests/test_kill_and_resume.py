@@ -23,6 +23,7 @@ from encdec_jax.train import example_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 16
+SAVE_EVERY = 4  # each save costs ~1 s: fewer keep the test short
 
 
 def _command(workdir: str, files: dict) -> list[str]:
@@ -31,8 +32,9 @@ def _command(workdir: str, files: dict) -> list[str]:
           "--config.dataset=text_files",
           *(f"--config.text_files.{s}={p}" for s, p in files.items()),
           f"--config.num_train_steps={NUM_STEPS}",
-          "--config.checkpoint_every=2", "--config.keep_checkpoints=2",
-          "--config.log_every=2", "--config.eval_every=1000",
+          f"--config.checkpoint_every={SAVE_EVERY}",
+          "--config.keep_checkpoints=2",
+          f"--config.log_every={SAVE_EVERY}", "--config.eval_every=1000",
           "--config.num_eval_examples=32", "--config.num_decode_examples=0",
           "--config.test_at_end=False", "--config.record_example_ids=True"]
 
@@ -121,7 +123,8 @@ def test_killed_and_stopped_runs_resume_exactly(
   for run in range(1, 3):
     proc = _start(workdir, small_text_files, log)
     _wait_for(_started(log, run), proc)
-    target = (_committed(workdir) or [0])[-1] + 2 * (1 + rng.randrange(2))
+    target = ((_committed(workdir) or [0])[-1] +
+              SAVE_EVERY * (1 + rng.randrange(2)))
     tmp = os.path.join(workdir, "checkpoints", f"{target}.orbax-checkpoint-tmp")
     assert _wait_for(lambda: os.path.exists(tmp), proc, poll=0.0005), (
         target, open(log).read()[-3000:])

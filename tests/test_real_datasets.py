@@ -10,8 +10,9 @@ from encdec_jax.train import trainer
 from experiments import wmt14_en_de
 
 
-@pytest.mark.parametrize("dataset", ["wmt14_translate/de-en",
-                                     "wmt17_translate/de-en"])
+@pytest.mark.parametrize("dataset", [
+    "wmt14_translate/de-en",
+    pytest.param("wmt17_translate/de-en", marks=pytest.mark.slow)])
 def test_wmt_config_trains_under_mock_data(dataset, tmp_path):
   c = wmt14_en_de.get_config()
   c.dataset = dataset
