@@ -8,7 +8,7 @@ The mesh has three named axes, sized by `config.mesh` (-1: the devices left):
   tensor  parameters split along heads / MLP width / vocabulary (Megatron-
           style tensor parallelism), batches replicated.
 
-Parameters carry logical axis names (`encdec_jax.nn.partitioning`, e.g.
+Parameters carry logical axis names (`encdec_jax.nn.logical_axes`, e.g.
 ("embed", "heads", "kv")); `config.logical_axis_rules` maps them onto mesh
 axes. With the default rules the layout is picked by the mesh alone:
 data=-1 is data parallel, fsdp=-1 FSDP, data=-1,tensor=2 data x tensor.
@@ -25,13 +25,13 @@ import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from encdec_jax.nn import partitioning
+from encdec_jax.nn import logical_axes as logical_axes_lib
 
 MESH_AXES = ("data", "fsdp", "tensor")
 # Logical axis -> mesh axis (or axes, or None: replicated). The batch is split
 # over data and fsdp; weights over fsdp (their model width) and tensor (heads,
 # MLP width, vocabulary). Override with config.logical_axis_rules.
-DEFAULT_RULES = (
+DEFAULT_AXIS_RULES = (
     ("batch", ("data", "fsdp")),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
@@ -86,13 +86,13 @@ def axis_rules(config=None) -> tuple:
   """config.logical_axis_rules (a tuple of (logical, mesh axes) pairs)."""
   rules = config.get("logical_axis_rules") if config is not None else None
   if not rules:
-    return DEFAULT_RULES
+    return DEFAULT_AXIS_RULES
   return tuple((name, tuple(a) if isinstance(a, (list, tuple)) else a)
                for name, a in rules)
 
 
 def logical_to_spec(logical: tuple, shape: tuple, mesh: Mesh,
-                    rules=DEFAULT_RULES) -> P:
+                    rules=DEFAULT_AXIS_RULES) -> P:
   """The PartitionSpec of an array with these logical axes on `mesh`.
 
   A mesh axis is used once per array (first dimension wins) and only where
@@ -116,16 +116,16 @@ def logical_to_spec(logical: tuple, shape: tuple, mesh: Mesh,
   return P(*spec)
 
 
-def param_specs(params, mesh: Mesh, rules=DEFAULT_RULES):
+def param_specs(params, mesh: Mesh, rules=DEFAULT_AXIS_RULES):
   """A tree like `params` (arrays or ShapeDtypeStructs) of PartitionSpecs."""
   flat = traverse_util.flatten_dict(params)
   return traverse_util.unflatten_dict({
-      path: logical_to_spec(partitioning.logical_axes(path, x.shape),
+      path: logical_to_spec(logical_axes_lib.logical_axes(path, x.shape),
                             x.shape, mesh, rules)
       for path, x in flat.items()})
 
 
-def param_shardings(params, mesh: Mesh, rules=DEFAULT_RULES):
+def param_shardings(params, mesh: Mesh, rules=DEFAULT_AXIS_RULES):
   return jax.tree.map(lambda spec: NamedSharding(mesh, spec),
                       param_specs(params, mesh, rules),
                       is_leaf=lambda x: isinstance(x, P))
@@ -135,7 +135,7 @@ def _dict_keys(path) -> tuple:
   return tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
 
 
-def state_shardings(state, mesh: Mesh, rules=DEFAULT_RULES):
+def state_shardings(state, mesh: Mesh, rules=DEFAULT_AXIS_RULES):
   """Shardings of a whole tree holding params (a TrainState, an optimizer
   state): each leaf whose trailing dict keys name a parameter and whose shape
   is that parameter's gets the parameter's sharding (Adam's mu and nu inside

@@ -17,7 +17,7 @@ import sys
 import jax
 import numpy as np
 
-from encdec_jax.models.encoder_decoder import shift_right
+from encdec_jax.models.contract import shift_right
 
 
 def cross_attention(intermediates: dict) -> np.ndarray:

@@ -75,7 +75,7 @@ def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.0
 
-  # Parameter groups (see encdec_jax/train/partition.py): one per encoder
+  # Parameter groups (see encdec_jax/train/param_groups.py): one per encoder
   # layer, the embeddings, and the head, so layers can thaw one by one.
   c.param_groups = (
       ("encoder/embedder/.*", "embeddings"),

@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   # data=-1: data parallel; fsdp=-1: params and optimizer state sharded too
   # (FSDP); data=-1,tensor=2: data x tensor (Megatron) parallel.
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-  # Logical axis -> mesh axes; () = encdec_jax.parallel.DEFAULT_RULES.
+  # Logical axis -> mesh axes; () = encdec_jax.parallel.DEFAULT_AXIS_RULES.
   c.logical_axis_rules = ()
   # Recompute each block in the backward pass: "none", "full", "dots",
   # "dots_all" (Transformer families).
@@ -80,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.grad_accum_steps = 1
 
   # Parameter groups, each with its own optimizer (encdec_jax/train/
-  # partition.py): (regex over the param path, group) rules, first match wins.
+  # param_groups.py): (regex over the param path, group) rules, first match wins.
   # The top-level optimizer fields above are every group's defaults;
   # group_optim.<group> overrides them (learning_rate, schedule, warmup_steps,
   # weight_decay, grad_clip_norm, adam_b1, adam_b2).

@@ -22,9 +22,7 @@ from encdec_jax.data import captions, digits
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models.autoencoder import Autoencoder, AutoencoderConfig
 from encdec_jax.models.captioner import Captioner, CaptionerConfig
-from encdec_jax.models.encoder_decoder import (init_cache,
-                                               make_tokens_to_logits,
-                                               shift_right)
+from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.recurrent import RNNConfig
 from encdec_jax.report_attention import cross_attention

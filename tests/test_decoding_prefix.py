@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from encdec_jax import decoding
-from encdec_jax.models.encoder_decoder import (init_cache,
-                                               make_tokens_to_logits,
-                                               shift_right)
+from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.models.language_model import DecoderOnlyLM
 from encdec_jax.nn.config import TransformerConfig
 

@@ -15,7 +15,7 @@ from num2words import num2words
 
 from encdec_jax import checkpoint
 from encdec_jax.models import pooling
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 from encdec_jax.train import experiment, inference, retrieval, step, trainer
 from experiments import tiny
 

@@ -12,9 +12,8 @@ from encdec_jax import decoding
 from encdec_jax import encoder_checkpoint as ec
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models.classifier import EncoderClassifier
-from encdec_jax.models.encoder_decoder import (EncoderDecoder, init_cache,
-                                               make_tokens_to_logits,
-                                               shift_right)
+from encdec_jax.models.encoder_decoder import EncoderDecoder
+from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.models.language_model import DecoderOnlyLM
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.train.step import translation_loss

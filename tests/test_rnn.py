@@ -13,9 +13,7 @@ import pytest
 from encdec_jax import decoding
 from encdec_jax import encoder_checkpoint as ec
 from encdec_jax.data import tokenizer as tokenizer_lib
-from encdec_jax.models.encoder_decoder import (init_cache,
-                                               make_tokens_to_logits,
-                                               shift_right)
+from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.models.rnn_seq2seq import RNNEncoderDecoder
 from encdec_jax.nn.recurrent import (RNN_ENCODER_FIELDS, RNNConfig,
                                      encoder_summary)

@@ -21,8 +21,8 @@ from num2words import num2words
 from encdec_jax import parallel
 from encdec_jax.bench import sharding
 from encdec_jax.models import registry
-from encdec_jax.models.encoder_decoder import shift_right
-from encdec_jax.train import experiment, partition, trainer
+from encdec_jax.models.contract import shift_right
+from encdec_jax.train import experiment, param_groups, trainer
 from encdec_jax.train import step as step_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,14 +82,14 @@ def test_mesh_shape_from_config():
 
 
 def test_logical_axes_and_rules():
-  from encdec_jax.nn import partitioning
-  assert partitioning.logical_axes(
+  from encdec_jax.nn import logical_axes as logical_axes_lib
+  assert logical_axes_lib.logical_axes(
       ("encoder", "layers_0", "attention", "query", "kernel"),
       (32, 2, 16)) == ("embed", "heads", "kv")
-  assert partitioning.logical_axes(
+  assert logical_axes_lib.logical_axes(
       ("decoder", "layers", "mlp", "intermediate", "kernel"),
       (3, 32, 64)) == ("layers", "embed", "mlp")  # scan_layers
-  assert partitioning.logical_axes(  # an RNN cell: replicated
+  assert logical_axes_lib.logical_axes(  # an RNN cell: replicated
       ("encoder", "rnn", "cell", "kernel"), (32, 64)) == (None, None)
 
   class FakeMesh:
@@ -135,9 +135,9 @@ def test_grad_accumulation_equals_the_whole_batch_gradient():
 def test_grad_accumulation_train_step_equals_one_big_step():
   """config.grad_accum_steps through bind_train_step: one update."""
   c, exp = _setup()
-  plan = partition.make_plan(c, experiment.abstract_params(exp))
+  plan = param_groups.make_plan(c, experiment.abstract_params(exp))
   loss_fn = experiment.loss_fn(exp)
-  tx = partition.make_optimizer(plan, c, 0, experiment.abstract_params(exp))
+  tx = param_groups.make_optimizer(plan, c, 0, experiment.abstract_params(exp))
   state, _ = experiment.create_state(exp, lambda p: tx, jax.random.key(0))
   batch = parallel.global_batch(sharding.synthetic_batches(1, 16)[0],
                                 exp.mesh)
@@ -214,7 +214,7 @@ def stacked_to_list(params):
 @pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
   c, exp = _setup(dtype="bfloat16")
-  plan = partition.make_plan(c, experiment.abstract_params(exp))
+  plan = param_groups.make_plan(c, experiment.abstract_params(exp))
   stepper = trainer._Stepper(exp, plan, experiment.loss_fn(exp),
                              trainer.dropout_key(c))
   state, _ = experiment.create_state(

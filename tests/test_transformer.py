@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from encdec_jax.models.encoder_decoder import (EncoderDecoder, init_cache,
-                                               make_tokens_to_logits,
-                                               shift_right)
+from encdec_jax.models.encoder_decoder import EncoderDecoder
+from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.nn.attention import SelfAttention, padding_mask
 from encdec_jax.nn.config import TransformerConfig
 

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 from encdec_jax import decoding
 from encdec_jax.bench import base_small
 from encdec_jax.models import registry
-from encdec_jax.models.encoder_decoder import (EncoderDecoder, init_cache,
-                                               make_tokens_to_logits)
-from encdec_jax.train import experiment, partition, trainer
+from encdec_jax.models.encoder_decoder import EncoderDecoder
+from encdec_jax.models.contract import init_cache, make_tokens_to_logits
+from encdec_jax.train import experiment, param_groups, trainer
 from encdec_jax.train import step as step_lib
 
 UNITS = ("train", "decode_greedy", "decode_beam4")
@@ -64,8 +64,8 @@ def _params(model, config):
 def train_fn(config, model):
   """(step_fn(i) -> result to block on, compile seconds)."""
   params = _params(model, config)
-  plan = partition.make_plan(config, params)
-  tx = partition.make_optimizer(plan, config, 0, params)
+  plan = param_groups.make_plan(config, params)
+  tx = param_groups.make_optimizer(plan, config, 0, params)
   step = jax.jit(step_lib.bind_train_step(
       step_lib.translation_loss(model, config.label_smoothing), tx, plan,
       config, 0), donate_argnums=0)

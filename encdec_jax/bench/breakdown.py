@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from encdec_jax.bench import base_small
 from encdec_jax.bench.__main__ import train_fn
 from encdec_jax.models import registry
-from encdec_jax.models.encoder_decoder import shift_right
+from encdec_jax.models.contract import shift_right
 from encdec_jax.train import experiment
 from encdec_jax.train import step as step_lib
 

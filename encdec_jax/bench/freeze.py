@@ -29,7 +29,7 @@ from absl import app, flags
 import jax
 from encdec_jax.bench import base_small
 from encdec_jax.models import registry
-from encdec_jax.train import experiment, partition
+from encdec_jax.train import experiment, param_groups
 from encdec_jax.train import step as step_lib
 
 flags.DEFINE_integer("steps", 10, "Timed steps per arm (median reported).")
@@ -43,8 +43,8 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
   model = registry.build_model(config.model, base_small.VOCAB)
   params = jax.jit(lambda r: experiment.init_params(model, r, config))(
       jax.random.key(0))
-  plan = partition.make_plan(config, params)
-  tx = partition.make_optimizer(plan, config, 0, params)
+  plan = param_groups.make_plan(config, params)
+  tx = param_groups.make_optimizer(plan, config, 0, params)
   mask = plan.trainable_mask(0)
   if arm == "zeroed":  # differentiate everything; set_to_zero discards it
     mask = dict.fromkeys(mask, True)
@@ -72,7 +72,7 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
           "step_ms_median": 1e3 * median, "step_ms_min": 1e3 * min(times),
           "step_ms_max": 1e3 * max(times), "compile_or_warmup_s": compile_s,
           "gflops_per_step": cost.get("flops", float("nan")) / 1e9,
-          "opt_state_mb": partition.opt_state_bytes(state.opt_state) / 2**20,
+          "opt_state_mb": param_groups.opt_state_bytes(state.opt_state) / 2**20,
           "temp_mb": getattr(memory, "temp_size_in_bytes", 0) / 2**20}
 
 

@@ -33,7 +33,7 @@ from flax import traverse_util
 
 from encdec_jax import checkpoint, parallel
 from encdec_jax.models import registry
-from encdec_jax.train import experiment, partition, trainer
+from encdec_jax.train import experiment, param_groups, trainer
 from experiments import tiny
 
 VOCAB = 64
@@ -89,7 +89,7 @@ def run_layout(config, devices, batches):
   mesh = parallel.make_mesh(config, devices)
   exp = experiment.Experiment(config, "", mesh, {}, None,
                               registry.build(config, VOCAB))
-  plan = partition.make_plan(config, experiment.abstract_params(exp))
+  plan = param_groups.make_plan(config, experiment.abstract_params(exp))
   stepper = trainer._Stepper(exp, plan, experiment.loss_fn(exp),
                              trainer.dropout_key(config))
   state, _ = experiment.create_state(

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.models.autoencoder import AutoencoderConfig, ConvEncoder
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.recurrent import RNNConfig, RNNDecoder
 from encdec_jax.nn.regions import RegionEmbedding

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.models import pooling as pooling_lib
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.transformer import PAD_ID, TransformerEncoder

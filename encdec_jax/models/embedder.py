@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 
 from encdec_jax.models import pooling as pooling_lib
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.transformer import PAD_ID, TransformerEncoder
 

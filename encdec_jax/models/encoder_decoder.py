@@ -5,36 +5,20 @@
                              shift_right(targets_BxT), deterministic=False,
                              rngs={"dropout": rng})
 
-Incremental decoding (see encdec_jax.decoding):
+Incremental decoding (encdec_jax.models.contract, encdec_jax.decoding):
 
   encoded = model.apply({"params": params}, inputs_BxS,
                         method=EncoderDecoder.encode)
   cache = init_cache(model, batch_size, max_decode_len, source_len)
   tokens_to_logits = make_tokens_to_logits(model, params, encoded)
 """
-from typing import Any, Callable
-
-import flax
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
+from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.transformer import (PAD_ID, TransformerDecoder,
                                        TransformerEncoder)
-
-
-@flax.struct.dataclass
-class Encoded:
-  """Encoder output; a pytree, so it passes through jit and while_loop."""
-  hidden_BxSxD: jax.Array
-  mask_BxS: jax.Array  # bool, True at real (non-pad) source tokens.
-
-
-def shift_right(targets_BxT: jax.Array) -> jax.Array:
-  """Decoder inputs: a start token (= pad id 0) then targets[:, :-1]."""
-  start_Bx1 = jnp.full_like(targets_BxT[:, :1], PAD_ID)
-  return jnp.concatenate([start_Bx1, targets_BxT[:, :-1]], axis=1)
 
 
 class EncoderDecoder(nn.Module):
@@ -65,43 +49,3 @@ class EncoderDecoder(nn.Module):
     encoded = self.encode(inputs_BxS, token_types_BxS=token_types_BxS,
                           deterministic=deterministic)
     return self.decode(targets_in_BxT, encoded, deterministic=deterministic)
-
-
-def _init_decode_variables(model: nn.Module, inputs_BxS, targets_BxT):
-  return model.decode(targets_BxT, model.encode(inputs_BxS), decode=True)
-
-
-def init_cache(model: nn.Module, batch_size: int, max_decode_len: int,
-               source_len: int | tuple[int, ...],
-               source_dtype: Any = jnp.int32) -> Any:
-  """Zero `cache` collection for decoding up to max_decode_len steps.
-
-  Works for any model with the encode/decode contract (Transformer, RNN,
-  decoder-only LM, image captioner): shapes come from jax.eval_shape of a
-  decode=True init, so nothing is computed and no params are needed; safe to
-  call inside jit. `source_len` is the length of token-id inputs, or the
-  shape of one input after the batch axis (an image's (H, W, C), with
-  source_dtype float32).
-  """
-  shape = (source_len,) if isinstance(source_len, int) else tuple(source_len)
-  inputs_BxS = jnp.ones((batch_size,) + shape, source_dtype)
-  targets_BxT = jnp.ones((batch_size, max_decode_len), jnp.int32)
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), inputs_BxS, targets_BxT,
-                         method=_init_decode_variables))
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
-
-
-def make_tokens_to_logits(
-    model: nn.Module, params: Any, encoded: Any
-) -> Callable[[jax.Array, Any], tuple[jax.Array, Any]]:
-  """(tokens_Bx1, cache) -> (logits_BxV, new_cache): one cached decoder step
-  of any model with the encode/decode contract."""
-
-  def tokens_to_logits(tokens_Bx1, cache):
-    logits_Bx1xV, variables = model.apply(
-        {"params": params, "cache": cache}, tokens_Bx1, encoded, decode=True,
-        mutable=["cache"], method="decode")
-    return logits_Bx1xV[:, 0], variables["cache"]
-
-  return tokens_to_logits

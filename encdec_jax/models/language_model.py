@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.transformer import TransformerEncoder
 

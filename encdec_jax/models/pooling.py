@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 
 POOLINGS = ("mean", "first", "attention")
 

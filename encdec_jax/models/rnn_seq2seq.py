@@ -26,7 +26,7 @@ share_embeddings=False). Cache: decoder/{carry, cached_keys, is_filled}.
 import flax.linen as nn
 import jax
 
-from encdec_jax.models.encoder_decoder import Encoded
+from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.recurrent import PAD_ID, RNNConfig, RNNDecoder, RNNEncoder
 
 

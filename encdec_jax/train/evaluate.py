@@ -7,101 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import sacrebleu
 
-from encdec_jax import decoding, parallel
+from encdec_jax import parallel
+from encdec_jax.decoding.config import (decode_settings, describe_decoding,  # noqa: F401
+                                        make_decode_fn)
 from encdec_jax.data import pipeline
 from encdec_jax.data.tokenizer import EOS_ID
-from encdec_jax.models.encoder_decoder import (init_cache,
-                                               make_tokens_to_logits)
 from encdec_jax.train import experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import step as step_lib
-
-
-ALGORITHMS = ("greedy", "beam", "sample")
-DEFAULT_DECODE = dict(algorithm="greedy", beam_size=4, length_penalty=0.6,
-                      temperature=1.0, top_k=0, top_p=1.0, seed=0)
-
-
-def decode_settings(config) -> dict:
-  """config.decode (algorithm and its parameters) over the defaults."""
-  settings = dict(DEFAULT_DECODE, **dict(config.get("decode", {})))
-  if settings["algorithm"] not in ALGORITHMS:
-    raise ValueError(f"config.decode.algorithm={settings['algorithm']!r} is "
-                     f"not known; use one of {ALGORITHMS}.")
-  if settings["algorithm"] == "beam" and settings["beam_size"] < 1:
-    raise ValueError("config.decode.beam_size must be >= 1, got "
-                     f"{settings['beam_size']}.")
-  if settings["algorithm"] == "sample":
-    decoding.check_sampling_args(settings["temperature"], settings["top_k"],
-                                 settings["top_p"])
-  return settings
-
-
-def make_decode_fn(model, config, eos_id: int = EOS_ID):
-  """jit(params, inputs_BxS, rng) -> tokens_BxT with the cache, by
-  config.decode: greedy, beam search (its best hypothesis) or sampling,
-  each stopping at `eos_id` (the tokenizer's: [SEP] for WordPiece).
-
-  Any model with the encode/decode contract (Transformer, RNN). For a
-  decoder-only LM (task "lm") the inputs are prompts: their tokens (EOS
-  dropped) are forced first, and the output starts with them.
-  """
-  settings = decode_settings(config)
-  max_len = config.max_decode_length
-  prompted = experiment.task_of(config) == "lm"
-
-  def with_prompt(tokens_to_logits, inputs_BxS, beams=1):
-    if not prompted:
-      return tokens_to_logits
-    prompt_BxP = jnp.where(inputs_BxS == eos_id, 0, inputs_BxS)
-    return decoding.force_prefix(
-        tokens_to_logits, decoding.expand_to_beams(prompt_BxP, beams)
-        if beams > 1 else prompt_BxP)
-
-  def with_prompt_cache(cache):
-    return decoding.prefix_cache(cache) if prompted else cache
-
-  @jax.jit
-  def decode(params, inputs_BxS, rng):
-    # Token ids BxS, or images BxHxWxC for a captioner.
-    batch_size, source_len = inputs_BxS.shape[0], inputs_BxS.shape[1:]
-    source_dtype = inputs_BxS.dtype
-    encoded = model.apply({"params": params}, inputs_BxS, method="encode")
-    if settings["algorithm"] == "beam":
-      beams = settings["beam_size"]
-      cache = with_prompt_cache(
-          init_cache(model, batch_size * beams, max_len, source_len,
-                     source_dtype))
-      tokens_to_logits = with_prompt(make_tokens_to_logits(
-          model, params, decoding.expand_to_beams(encoded, beams)),
-                                     inputs_BxS, beams)
-      tokens_BxKxT, _ = decoding.beam_search(
-          tokens_to_logits, cache, batch_size, beams, max_len, eos_id,
-          length_penalty=settings["length_penalty"])
-      return tokens_BxKxT[:, 0]
-    cache = with_prompt_cache(
-        init_cache(model, batch_size, max_len, source_len, source_dtype))
-    tokens_to_logits = with_prompt(
-        make_tokens_to_logits(model, params, encoded), inputs_BxS)
-    if settings["algorithm"] == "sample":
-      return decoding.sample_decode(
-          tokens_to_logits, cache, batch_size, max_len, eos_id, rng,
-          temperature=settings["temperature"], top_k=settings["top_k"],
-          top_p=settings["top_p"])
-    return decoding.greedy_decode(tokens_to_logits, cache, batch_size,
-                                  max_len, eos_id)
-
-  return decode
-
-
-def describe_decoding(config) -> str:
-  s = decode_settings(config)
-  if s["algorithm"] == "beam":
-    return f"beam {s['beam_size']}, length penalty {s['length_penalty']}"
-  if s["algorithm"] == "sample":
-    return (f"sampling (temperature {s['temperature']}, top-k {s['top_k']}, "
-            f"top-p {s['top_p']}, seed {s['seed']})")
-  return "greedy"
 
 
 def translation_metrics(hypotheses: list[str], references: list[str],

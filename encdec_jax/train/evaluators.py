@@ -173,7 +173,8 @@ def make_evaluator(exp):
   if task == "lm":
     report = functools.partial(
         lm_report, decode_fn=make_decode_fn(exp.model, exp.config,
-                                            exp.tokenizer.eos_id))
+                                            exp.tokenizer.eos_id,
+                                            prompted=True))
   else:
     report = {"classification": classification_report,
               "embedding": embedding_report,

@@ -56,8 +56,9 @@ def decode_lines(config, workdir: str, lines: list[str],
   config.decode says (greedy, beam search or sampling)."""
   exp, params, _ = restore_latest(config, workdir)
   tokenizer_lib.warn_unknown(exp.tokenizer, lines)
-  decode_fn = evaluate.make_decode_fn(exp.model, config,
-                                      exp.tokenizer.eos_id)
+  decode_fn = evaluate.make_decode_fn(
+      exp.model, config, exp.tokenizer.eos_id,
+      prompted=experiment.task_of(config) == "lm")
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
                                   config.eval_batch_size)

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
-from encdec_jax.models.encoder_decoder import shift_right
-from encdec_jax.train import partition
+from encdec_jax.models.contract import shift_right
+from encdec_jax.train import param_groups
 
 
 @flax.struct.dataclass
@@ -227,7 +227,7 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
                  nonfinite=(~finite).astype(jnp.int32))
   for g, lr in learning_rates_fn(state.step).items():
     metrics[f"learning_rate/{g}"] = lr
-  for g, norm in partition.group_norms(plan, flat_grads).items():
+  for g, norm in param_groups.group_norms(plan, flat_grads).items():
     metrics[f"grad_norm/{g}"] = norm
   return TrainState(step=state.step + 1, params=params,
                     opt_state=opt_state), metrics
@@ -248,7 +248,7 @@ def bind_train_step(loss_fn, tx, plan, config, step: int,
       train_step, loss_fn=loss_fn, tx=tx, plan=plan,
       trainable_mask=(plan.trainable_mask(step) if trainable_mask is None
                       else trainable_mask),
-      learning_rates_fn=functools.partial(partition.group_learning_rates,
+      learning_rates_fn=functools.partial(param_groups.group_learning_rates,
                                           plan, config),
       grad_accum_steps=accumulate)
 

@@ -16,7 +16,7 @@ import jax
 from encdec_jax import checkpoint, parallel
 from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
-from encdec_jax.train import partition
+from encdec_jax.train import param_groups
 from encdec_jax.train import step as step_lib
 
 
@@ -75,7 +75,7 @@ def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
 
 
 def _describe_groups(plan, params, step: int) -> str:
-  counts = partition.count_by_group(plan, params)
+  counts = param_groups.count_by_group(plan, params)
   training = plan.training(step)
   parts = []
   for g in plan.groups:
@@ -101,7 +101,7 @@ class _Stepper:
     self.training = None
 
   def optimizer(self, step: int, params):
-    return partition.make_optimizer(self.plan, self.exp.config, step, params)
+    return param_groups.make_optimizer(self.plan, self.exp.config, step, params)
 
   def enter(self, step: int, state):
     """Switches to the stage of `step`; returns the (migrated) state."""
@@ -112,7 +112,7 @@ class _Stepper:
     replicated = parallel.replicated(self.exp.mesh)
     rules = parallel.axis_rules(self.exp.config)
     if self.training is not None:
-      opt_state = partition.migrate_opt_state(state.opt_state, tx,
+      opt_state = param_groups.migrate_opt_state(state.opt_state, tx,
                                               state.params, self.training)
       state = state.replace(opt_state=opt_state)
       state = jax.device_put(state, parallel.state_shardings(
@@ -240,7 +240,7 @@ def _train(config, workdir: str, stop: _StopRequest) -> dict:
                                     max_to_keep=config.keep_checkpoints)
   meta = experiment.checkpoint_meta(exp)
 
-  plan = partition.make_plan(config, experiment.abstract_params(exp))
+  plan = param_groups.make_plan(config, experiment.abstract_params(exp))
   stepper = _Stepper(exp, plan, experiment.loss_fn(exp), train_rng)
 
   def make_state(step):

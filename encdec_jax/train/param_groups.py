@@ -42,13 +42,46 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
-from encdec_jax.train import optimizer as optimizer_lib
 
-DEFAULT_RULES = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"),
+DEFAULT_GROUP_RULES = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"),
                  (".*", "head"))
 FROZEN = "frozen"  # A rule may send parameters straight here.
 GROUP_FIELDS = ("learning_rate", "schedule", "warmup_steps", "weight_decay",
                 "grad_clip_norm", "adam_b1", "adam_b2")
+
+
+SCHEDULES = ("cosine", "rsqrt", "linear", "constant")
+
+
+def learning_rate_schedule(settings) -> optax.Schedule:
+  """Linear warmup to `learning_rate`, then the configured decay.
+
+  `settings` is a config or dict with learning_rate, warmup_steps, schedule
+  and num_train_steps.
+  """
+  peak, warmup = settings["learning_rate"], settings["warmup_steps"]
+  total = settings["num_train_steps"]
+  if settings["schedule"] not in SCHEDULES:
+    raise ValueError(f"schedule={settings['schedule']!r} is not known; use "
+                     f"one of {SCHEDULES}.")
+  warmup_fn = optax.linear_schedule(0.0, peak, max(warmup, 1))
+  decay_steps = max(total - warmup, 1)
+  if settings["schedule"] == "cosine":
+    decay_fn = optax.cosine_decay_schedule(peak, decay_steps, alpha=0.0)
+  elif settings["schedule"] == "linear":
+    decay_fn = optax.linear_schedule(peak, 0.0, decay_steps)
+  elif settings["schedule"] == "rsqrt":
+    # Transformer-paper decay, continuous with the warmup's end.
+    decay_fn = lambda s: peak * jax.lax.rsqrt((s + max(warmup, 1)) /
+                                               max(warmup, 1))
+  else:
+    decay_fn = optax.constant_schedule(peak)
+  return optax.join_schedules([warmup_fn, decay_fn], [warmup])
+
+
+def decay_mask(params):
+  """Weight decay on matrices only: not on biases, LayerNorm scales."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +154,7 @@ def _group_settings(config, group: str) -> dict:
 
 def make_plan(config, params) -> Plan:
   """Groups, settings and start steps for `params` under `config`."""
-  rules = tuple(config.get("param_groups", DEFAULT_RULES))
+  rules = tuple(config.get("param_groups", DEFAULT_GROUP_RULES))
   labels = {path: _label(path_name(path), rules)
             for path in traverse_util.flatten_dict(params)}
   groups = sorted(set(labels.values()))
@@ -161,7 +194,7 @@ def learning_rate_fn(settings: dict, start_step: int, num_train_steps: int):
   The group's schedule runs on the global step (count + start_step); a group
   that starts late also warms up from its start.
   """
-  schedule = optimizer_lib.learning_rate_schedule(
+  schedule = learning_rate_schedule(
       dict(settings, num_train_steps=num_train_steps))
   if not start_step:
     return schedule
@@ -177,7 +210,7 @@ def _group_optimizer(settings: dict, start_step: int, num_train_steps: int):
       optax.adamw(learning_rate_fn(settings, start_step, num_train_steps),
                   b1=settings["adam_b1"], b2=settings["adam_b2"], eps=1e-9,
                   weight_decay=settings["weight_decay"],
-                  mask=optimizer_lib.decay_mask))
+                  mask=decay_mask))
 
 
 def make_optimizer(plan: Plan, config, step: int, params):

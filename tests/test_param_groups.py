@@ -8,7 +8,7 @@ import pytest
 from flax import traverse_util
 
 from encdec_jax.models import registry
-from encdec_jax.train import experiment, partition
+from encdec_jax.train import experiment, param_groups
 from encdec_jax.train import step as step_lib
 from experiments import tiny
 
@@ -34,13 +34,13 @@ def _batch(seed=0, batch=4, length=8):
 def _setup(config):
   model = registry.build_model(config.model, VOCAB)
   params = experiment.init_params(model, jax.random.key(0), config)
-  plan = partition.make_plan(config, params)
+  plan = param_groups.make_plan(config, params)
   loss_fn = step_lib.translation_loss(model, 0.0)
   return model, params, plan, loss_fn
 
 
 def _step_fn(config, plan, loss_fn, step, params):
-  tx = partition.make_optimizer(plan, config, step, params)
+  tx = param_groups.make_optimizer(plan, config, step, params)
   fn = jax.jit(step_lib.bind_train_step(loss_fn, tx, plan, config, step))
   return tx, fn
 
@@ -88,7 +88,7 @@ def test_frozen_group_is_bit_identical_and_has_no_optimizer_state():
   assert jax.tree.leaves(inner["encoder"]) == []
   decoder_bytes = sum(x.nbytes for x in jax.tree.leaves(after["decoder"]))
   # Adam's two moments for the decoder only, plus two int32 step counts.
-  assert partition.opt_state_bytes(state.opt_state) == 2 * decoder_bytes + 8
+  assert param_groups.opt_state_bytes(state.opt_state) == 2 * decoder_bytes + 8
   assert float(metrics["learning_rate/encoder"]) == 0.0
   assert "grad_norm/encoder" not in metrics
 
@@ -142,7 +142,7 @@ def test_gradual_unfreezing_keeps_the_state_of_groups_already_training():
   encoder_before = state.params["encoder"]
 
   tx, fn = _step_fn(config, plan, loss_fn, 2, state.params)
-  opt_state = partition.migrate_opt_state(state.opt_state, tx, state.params,
+  opt_state = param_groups.migrate_opt_state(state.opt_state, tx, state.params,
                                           plan.training(1))
   kept = opt_state[1].inner_states["decoder"]
   for a, b in zip(jax.tree.leaves(kept), jax.tree.leaves(decoder_state)):
@@ -160,7 +160,7 @@ def test_late_group_learning_rate_is_zero_before_its_stage():
   config = _config(layer_groups=("decoder", "encoder"), unfreeze_every=5,
                    warmup_steps=4)
   _, _, plan, _ = _setup(config)
-  lrs = [partition.group_learning_rates(plan, config, jnp.asarray(s))
+  lrs = [param_groups.group_learning_rates(plan, config, jnp.asarray(s))
          for s in (4, 5, 8)]
   assert float(lrs[0]["encoder"]) == 0.0
   assert float(lrs[1]["encoder"]) == pytest.approx(1e-3 / 4)
