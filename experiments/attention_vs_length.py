@@ -14,7 +14,7 @@ batch and optimizer, and similar parameter counts:
 One command per arm, then the plot (exact match by source length):
   python -m encdec_jax.main --config=experiments/attention_vs_length.py:attention \
       --workdir=runs/length/attention
-  python -m encdec_jax.report_length runs/length
+  python -m encdec_jax.reports.length --runs=runs/length
 
 `launch/length_study.sh` runs all three arms and the report.
 

@@ -8,7 +8,7 @@ reconstruction error: ROC-AUC of "is a d" from that score alone.
 
   python -m encdec_jax.main --config=experiments/autoencoder_digits.py:conv \
       --workdir=runs/ae/conv_16
-  python -m encdec_jax.report_autoencoder runs/ae
+  python -m encdec_jax.reports.autoencoder --runs=runs/ae
 
 `launch/autoencoder_study.sh` runs the bottleneck sweep, the anomaly runs and
 the report (reconstruction grid, sweep plot, table). `--config.dataset=mnist`

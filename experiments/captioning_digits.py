@@ -14,7 +14,7 @@ Train / validation / test canvases are drawn from disjoint digit images
 
   python -m encdec_jax.main --config=experiments/captioning_digits.py:attention \
       --workdir=runs/captions/attention
-  python -m encdec_jax.report_captions runs/captions/attention  # figures
+  python -m encdec_jax.reports.captions --workdirs=runs/captions/attention
 
 Encoder from a conv autoencoder (same conv_features; its bottleneck is
 ignored, its convs load bit-exactly and stay frozen unless

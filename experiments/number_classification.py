@@ -19,8 +19,8 @@ Pretrain first (the README's main job), then one command per arm:
       --workdir=runs/classify/ulmfit_300 --config.num_train_examples=300
 
 `launch/transfer_study.sh` runs all arms for 100, 300 and 1,000 labels and
-`python -m encdec_jax.report_transfer runs/classify` prints the table and draws
-the plot.
+`python -m encdec_jax.reports.transfer --runs=runs/classify` prints the table
+and draws the plot.
 
 Result (2026-11-21, 2-core AMD EPYC CPU, float32; test accuracy, mean of
 seeds 0-2): 100 labels: scratch 85.8 %, frozen 57.3 %, ulmfit 94.9 %; 300:

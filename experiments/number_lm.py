@@ -16,7 +16,8 @@ classifier with `model.causal=True` through --config.init_encoder.
 Result (2026-11-21, 2-core AMD EPYC CPU, float32): test perplexity 2.56 per
 token after 1,000 steps, 3.7 min wall time; of 1,000 samples from the empty
 prompt (temperature 1), 96.4 % are well-formed English numbers, 74.9 % of
-those not in the training split (`python -m encdec_jax.report_lm runs/lm`).
+those not in the training split (`python -m encdec_jax.reports.lm
+--workdirs=runs/lm`).
 """
 
 import ml_collections

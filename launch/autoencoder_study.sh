@@ -18,4 +18,4 @@ for d in ${DIGITS:-0 1 2 3 4 5 6 7 8 9}; do
   "$py" -m encdec_jax.main --config="$cfg:conv" \
     --workdir="$root/conv_anomaly$d" --config.anomaly_class="$d"
 done
-"$py" -m encdec_jax.report_autoencoder "$root" --out="$figures"
+"$py" -m encdec_jax.reports.autoencoder --runs="$root" --out="$figures"

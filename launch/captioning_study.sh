@@ -31,5 +31,6 @@ small_run scratch
 small_run ae_frozen --config.init_encoder="$root/ae_conv3"
 small_run ae_finetuned --config.init_encoder="$root/ae_conv3" \
   --config.init_encoder_trainable=true
-"$py" -m encdec_jax.report_captions "$root/attention" "$root/transformer" \
-  --out="$figures" --images=0,2,5,7
+"$py" -m encdec_jax.reports.captions \
+  --workdirs="$root/attention,$root/transformer" --out="$figures" \
+  --images=0,2,5,7

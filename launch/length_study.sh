@@ -11,6 +11,6 @@ for arm in ${ARMS:-bottleneck attention transformer}; do
   "$py" -m encdec_jax.main --config="experiments/attention_vs_length.py:$arm" \
     --workdir="$root/$arm"
 done
-"$py" -m encdec_jax.report_length "$root" --out="$figures"
-"$py" -m encdec_jax.report_attention "$root/transformer" "$root/attention" \
-  --out="$figures"
+"$py" -m encdec_jax.reports.length --runs="$root" --out="$figures"
+"$py" -m encdec_jax.reports.attention \
+  --workdirs="$root/transformer,$root/attention" --out="$figures"

@@ -30,4 +30,4 @@ for seed in $SEEDS; do
     done
   done
 done
-"$PY" -m encdec_jax.report_transfer "$OUT"
+"$PY" -m encdec_jax.reports.transfer --runs="$OUT"

@@ -25,7 +25,7 @@ from encdec_jax.models.captioner import Captioner, CaptionerConfig
 from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.recurrent import RNNConfig
-from encdec_jax.report_attention import cross_attention
+from encdec_jax.reports.attention import cross_attention
 from encdec_jax.train import step as step_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,7 +4,7 @@ import json
 
 import ml_collections
 
-from encdec_jax import report
+from encdec_jax.reports import curves
 from encdec_jax.data import export, sources
 
 
@@ -28,24 +28,24 @@ def test_report_prints_eval_rows_only(tmp_path):
                chrf=99.0, wall_time_s=90.0, time=1.0)]
   (tmp_path / "metrics.jsonl").write_text(
       "".join(json.dumps(r) + "\n" for r in rows))
-  table = report.curve_table(report.read_metrics(str(tmp_path)))
+  table = curves.curve_table(curves.read_metrics(str(tmp_path)))
   assert table.splitlines()[2] == "| validation | 100 | 1.5 | 97.50 | 90.00 | 99.00 |"
   assert len(table.splitlines()) == 3
 
 
 def test_transfer_report_table_and_plot(tmp_path, capsys):
-  from encdec_jax import report_transfer
+  from encdec_jax.reports import transfer
   for arm, n, seed, acc in (("scratch", 100, 0, 0.2), ("scratch", 100, 1, 0.4),
                             ("ulmfit", 100, 0, 0.9), ("ulmfit", 300, 0, 0.95)):
     run = tmp_path / f"{arm}_{n}_seed{seed}"
     run.mkdir()
     (run / "results.json").write_text(json.dumps({"test": {"accuracy": acc}}))
   (tmp_path / "frozen_100_seed0").mkdir()  # unfinished: no results.json
-  report_transfer.main(["report_transfer", str(tmp_path)])
+  transfer.report(str(tmp_path), str(tmp_path))
   out = capsys.readouterr().out
   assert "| scratch | 30.0 ± 10.0 (n=2) | – |" in out
   assert "| ulmfit | 90.0 | 95.0 |" in out
-  assert "frozen" not in out.split("plot:")[0]
+  assert "frozen" not in out.split("wrote")[0]
   assert (tmp_path / "transfer.png").stat().st_size > 1000
 
 

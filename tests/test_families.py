@@ -288,7 +288,7 @@ def test_retrieval_metrics_and_nearest_neighbours():
 
 def test_number_lm_report_checks_well_formed_numbers():
   import num2words
-  from encdec_jax import report_lm
+  from encdec_jax.reports import lm as report_lm
   for n in (0, 15, 21, 101, 38002, 608030, 10**6 + 15, 761773712485130):
     assert report_lm.parse_english(num2words.num2words(n)) == n
   assert report_lm.well_formed("six hundred and eight thousand and thirty")

@@ -28,7 +28,7 @@ Params:
       token table: there is no encoder token table to share).
 
 Attention weights are sown where the text models sow them
-(report_attention.cross_attention reads both): intermediates/decoder/
+(reports/attention.py's cross_attention reads both): intermediates/decoder/
 attention_weights (RNN, BxTxN) or intermediates/decoder/layers_{i}/
 cross_attention/attention_weights (Transformer, BxHxTxN).
 """

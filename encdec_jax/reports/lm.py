@@ -1,6 +1,6 @@
 r"""Are a number LM's samples numbers? (experiments/number_lm.py)
 
-  python -m encdec_jax.report_lm runs/lm [--num=1000]
+  python -m encdec_jax.reports.lm --workdirs=runs/lm [--num=1000]
 
 Samples `num` texts from the empty prompt with the workdir's config.decode,
 and reports the share that are well-formed English numbers (exactly what
@@ -9,9 +9,14 @@ split) and distinct.
 """
 
 import re
-import sys
 
+from absl import app, flags
 import num2words
+
+from encdec_jax.reports import common
+
+NUM = flags.DEFINE_integer("num", 1000, "Samples drawn from the empty prompt.")
+flags.adopt_module_key_flags(common)
 
 _SMALL = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve "
@@ -59,25 +64,24 @@ def sample_report(texts: list[str], training: set[str]) -> dict:
 
 
 def main(argv) -> None:
-  workdirs = [a for a in argv[1:] if not a.startswith("--")]
-  opts = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--"))
-  if len(workdirs) != 1:
-    sys.exit("usage: python -m encdec_jax.report_lm WORKDIR [--num=1000]")
+  common.start(argv)
   from encdec_jax.data import lm, pipeline
-  from encdec_jax.train import evaluate, experiment, inference
-  config = experiment.load_config(workdirs[0])
-  texts = inference.decode_lines(config, workdirs[0],
-                                 [""] * int(opts.get("num", 1000)))
-  training = {e["target"] for e in pipeline.iter_examples(
-      lm.make_source(config, "train"))}
-  report = sample_report(texts, training)
-  print(f"{report['samples']} samples ({evaluate.describe_decoding(config)}):"
-        f" {report['well_formed']:.1f} % well-formed numbers, "
-        f"{report['new']:.1f} % of those not in training, "
-        f"{report['distinct']:.1f} % distinct")
-  for t in texts[:5]:
-    print(f"  {t}{'' if well_formed(t) else '   ✗'}")
+  from encdec_jax.decoding.config import describe_decoding
+  from encdec_jax.train import experiment, inference
+  for workdir in common.WORKDIRS.value:
+    config = experiment.load_config(workdir)
+    texts = inference.decode_lines(config, workdir, [""] * NUM.value)
+    training = {e["target"] for e in pipeline.iter_examples(
+        lm.make_source(config, "train"))}
+    report = sample_report(texts, training)
+    print(f"{workdir}: {report['samples']} samples "
+          f"({describe_decoding(config)}): {report['well_formed']:.1f} % "
+          f"well-formed numbers, {report['new']:.1f} % of those not in "
+          f"training, {report['distinct']:.1f} % distinct")
+    for t in texts[:5]:
+      print(f"  {t}{'' if well_formed(t) else '   ✗'}")
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  flags.mark_flags_as_required(["workdirs"])
+  app.run(main)

@@ -1,0 +1,46 @@
+r"""A run's learning curve and final results as Markdown.
+
+  python -m encdec_jax.reports.curves --workdirs=runs/en_de[,runs/en_fr]
+
+Reads `metrics.jsonl` (written by the trainer): one row per evaluation, with
+the step, the wall time since the run started, and the decoding metrics. The
+README's results come from this command.
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+from encdec_jax.reports import common
+
+flags.adopt_module_key_flags(common)
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    raise SystemExit(f"{path} not found: is {workdir} a training workdir?")
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def curve_table(rows: list[dict]) -> str:
+  return common.markdown_table(
+      ["split", "step", "wall time (min)", "exact match (%)", "BLEU", "chrF"],
+      [[r["split"], r["step"], f"{r['wall_time_s'] / 60:.1f}",
+        f"{r['exact_match']:.2f}", f"{r['bleu']:.2f}", f"{r['chrf']:.2f}"]
+       for r in rows if "exact_match" in r])
+
+
+def main(argv) -> None:
+  common.start(argv)
+  for workdir in common.WORKDIRS.value:
+    if len(common.WORKDIRS.value) > 1:
+      print(f"\n{workdir}:")
+    print(curve_table(read_metrics(workdir)))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdirs"])
+  app.run(main)
