@@ -15,7 +15,7 @@ import optax
 import pytest
 from sklearn.datasets import load_digits
 
-from encdec_jax import encoder_checkpoint as ec
+from encdec_jax import checkpoint
 from encdec_jax import decoding
 from encdec_jax.data import captioned_digits as cd
 from encdec_jax.data import captions, digits
@@ -26,7 +26,7 @@ from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.recurrent import RNNConfig
 from encdec_jax.reports.attention import cross_attention
-from encdec_jax.train import step as step_lib
+from encdec_jax.tasks import losses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = dict(num_train=64, num_validation=16, num_test=16)
@@ -166,7 +166,7 @@ def test_fits_a_handful_of_captions(data_dir, family):
   model = _model(family)
   params = model.init(jax.random.key(0), images,
                       shift_right(batch["targets"]))["params"]
-  loss_fn = step_lib.translation_loss(model, 0.0)
+  loss_fn = losses.seq2seq_loss(model, 0.0)
   tx = optax.adam(1e-2)
   opt_state = tx.init(params)
 
@@ -197,8 +197,8 @@ def _save_autoencoder(path, family="conv", conv_features=(4, 8, 8)):
                           bottleneck_dim=4)
   params = Autoencoder(cfg).init(jax.random.key(3),
                                  jnp.zeros((1, 8, 8, 1)))["params"]
-  ec.save_encoder(str(path), params["encoder"], ec.encoder_spec(cfg, None),
-                  None)
+  checkpoint.save_encoder(str(path), params["encoder"],
+                          checkpoint.encoder_spec(cfg, None), None)
   return params
 
 
@@ -206,14 +206,14 @@ def _captioner_params(conv_features=(4, 8, 8)):
   model = _model("rnn", conv_features)
   params = model.init(jax.random.key(0), IMAGES_BxHxWxC,
                       shift_right(TARGETS_BxT))["params"]
-  return params, ec.encoder_spec(model.config, None)
+  return params, checkpoint.encoder_spec(model.config, None)
 
 
 def test_encoder_loads_bit_exactly_from_a_conv_autoencoder(tmp_path):
   ae = _save_autoencoder(tmp_path / "ae")
   params, spec = _captioner_params()
-  loaded, report = ec.load_encoder(str(tmp_path / "ae"), into=params,
-                                   expected_spec=spec)  # strict
+  loaded, report = checkpoint.load_encoder(str(tmp_path / "ae"), into=params,
+                                           expected_spec=spec)  # strict
   for name in ("convs_0", "convs_1", "convs_2"):
     for leaf in ("kernel", "bias"):
       np.testing.assert_array_equal(loaded["encoder"][name][leaf],
@@ -231,18 +231,21 @@ def test_encoder_init_refuses_other_encoders(tmp_path):
   params, spec = _captioner_params()
   with pytest.raises(ValueError, match=r"conv_features checkpoint \[4, 16, 8\]"
                      r" vs model \[4, 8, 8\]"):
-    ec.load_encoder(str(tmp_path / "wide"), into=params, expected_spec=spec)
+    checkpoint.load_encoder(str(tmp_path / "wide"), into=params,
+                            expected_spec=spec)
   with pytest.raises(ValueError, match="MLP autoencoder's, which has no "
                      "region grid, not a conv image encoder"):
-    ec.load_encoder(str(tmp_path / "mlp"), into=params, expected_spec=spec)
+    checkpoint.load_encoder(str(tmp_path / "mlp"), into=params,
+                            expected_spec=spec)
   text = RNNConfig(vocab_size=259, emb_dim=8, hidden_dim=8)
-  ec.save_encoder(str(tmp_path / "text"), {"token_embed": {
+  checkpoint.save_encoder(str(tmp_path / "text"), {"token_embed": {
       "embedding": np.zeros((259, 8), np.float32)}},
-      ec.encoder_spec(text, tokenizer_lib.ByteTokenizer()),
+      checkpoint.encoder_spec(text, tokenizer_lib.ByteTokenizer()),
       tokenizer_lib.ByteTokenizer())
   with pytest.raises(ValueError, match="is a rnn text encoder, not a conv "
                      "image encoder"):
-    ec.load_encoder(str(tmp_path / "text"), into=params, expected_spec=spec)
+    checkpoint.load_encoder(str(tmp_path / "text"), into=params,
+                            expected_spec=spec)
 
 
 # --- the command line ---------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import traverse_util
@@ -16,7 +17,9 @@ from num2words import num2words
 from encdec_jax import checkpoint
 from encdec_jax.models import pooling
 from encdec_jax.models.contract import Encoded
-from encdec_jax.train import experiment, inference, retrieval, step, trainer
+from encdec_jax.tasks import retrieval
+from encdec_jax.tasks import embedding
+from encdec_jax.train import experiment, inference, trainer
 from experiments import tiny
 
 
@@ -148,9 +151,19 @@ def test_translation_model_embeds_by_mean_pooling(text_files, tmp_path):
   config = _config("transformer", text_files, num_train_steps=2,
                    test_at_end=False)
   trainer.train_and_evaluate(config, str(tmp_path))
-  vectors = inference.embed_lines(config, str(tmp_path), ["1", "22", "333"])
+  lines = ["1", "22", "333"]
+  vectors = inference.embed_lines(config, str(tmp_path), lines)
   assert vectors.shape == (3, config.model.emb_dim)
-  np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+  # By hand: each line alone (no padding), its encoder states averaged over
+  # its tokens and EOS, scaled to unit length.
+  exp, params, _ = inference.restore_latest(config, str(tmp_path))
+  for line, vector in zip(lines, vectors):
+    ids = np.append(exp.tokenizer.encode(line), exp.tokenizer.eos_id)
+    encoded = exp.model.apply({"params": params}, jnp.asarray(ids[None]),
+                              method="encode")
+    mean = np.asarray(encoded.hidden_BxSxD[0], np.float64).mean(axis=0)
+    np.testing.assert_allclose(vector, mean / np.linalg.norm(mean),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_autoencoder_trains_and_scores_the_held_out_digit(tmp_path):
@@ -180,7 +193,6 @@ def test_autoencoder_image_shape_must_match_the_data(tmp_path):
 
 
 def test_embedder_encoder_moves_into_a_classifier(tmp_path):
-  from encdec_jax import encoder_checkpoint
   from encdec_jax.data.tokenizer import ByteTokenizer
   from encdec_jax.models import registry
   from encdec_jax.models.classifier import EncoderClassifier
@@ -195,12 +207,12 @@ def test_embedder_encoder_moves_into_a_classifier(tmp_path):
   np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-6)
   assert set(params) == {"encoder", "pooler"}
 
-  spec = encoder_checkpoint.encoder_spec(cfg, ByteTokenizer())
-  encoder_checkpoint.save_encoder(str(tmp_path / "enc"), params["encoder"],
-                                  spec, ByteTokenizer())
+  spec = checkpoint.encoder_spec(cfg, ByteTokenizer())
+  checkpoint.save_encoder(str(tmp_path / "enc"), params["encoder"],
+                          spec, ByteTokenizer())
   classifier = EncoderClassifier(cfg, num_classes=3)
   fresh = classifier.init(jax.random.key(1), ids)["params"]
-  loaded, report = encoder_checkpoint.load_encoder(
+  loaded, report = checkpoint.load_encoder(
       str(tmp_path / "enc"), into=fresh, expected_spec=spec)
   assert not report.left_at_init and not report.differences
   jax.tree.map(np.testing.assert_array_equal, loaded["encoder"],
@@ -255,7 +267,8 @@ class _Identity:
 
 
 def test_contrastive_loss_ranks_pairs_and_ignores_padding_rows():
-  loss_fn = step.contrastive_loss(_Identity(), temperature=0.05)
+  loss_fn = embedding.contrastive_loss(
+      _Identity(), ml_collections.ConfigDict({"contrastive_temperature": 0.05}))
   a = np.eye(4, dtype=np.float32)
   batch = {"inputs": a, "targets": a + 0.01,
            "example_weight": np.array([1, 1, 1, 0], np.float32)}

@@ -1,16 +1,18 @@
 """A NaN/Inf loss never reaches the params or a checkpoint; the policy
 decides whether the run stops (naming the last good checkpoint) or goes on."""
 
+import dataclasses
 import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from encdec_jax import checkpoint
-from encdec_jax.train import experiment, trainer
+from encdec_jax import checkpoint, tasks
+from encdec_jax.train import trainer
 from experiments import tiny
 
 BAD_STEP = 6  # state.step of the poisoned update; logged as step 7
@@ -20,12 +22,12 @@ BAD_STEP = 6  # state.step of the poisoned update; logged as step 7
 def poisoned(monkeypatch):
   """The loss is NaN exactly at train step BAD_STEP (found by its dropout
   key, fold_in(base, step)); every other step and evaluation is untouched."""
-  original = experiment.loss_fn
+  task = tasks.TASKS["translation"]
 
-  def loss_fn(exp):
-    inner = original(exp)
+  def make_loss(model, config):
+    inner = task.make_loss(model, config)
     bad_key = jax.random.key_data(jax.random.fold_in(
-        trainer.dropout_key(exp.config), BAD_STEP))
+        trainer.dropout_key(config), BAD_STEP))
 
     def poisoned_loss(params, batch, rng=None):
       loss, sums = inner(params, batch, rng)
@@ -36,7 +38,8 @@ def poisoned(monkeypatch):
 
     return poisoned_loss
 
-  monkeypatch.setattr(experiment, "loss_fn", loss_fn)
+  monkeypatch.setitem(tasks.TASKS, "translation",
+                      dataclasses.replace(task, make_loss=make_loss))
 
 
 def _config(small_text_files, **overrides):
@@ -63,8 +66,8 @@ def test_stop_policy_ends_the_run_naming_the_last_good_checkpoint(
   assert "the last checkpoint is step 5" in message
   manager = checkpoint.make_manager(workdir)
   assert manager.all_steps() == [5]  # nothing written after the bad step
-  state = manager.restore(5, args=checkpoint.ocp.args.Composite(
-      state=checkpoint.ocp.args.StandardRestore()))["state"]
+  state = manager.restore(5, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))["state"]
   assert _all_finite(state)
 
 
@@ -77,8 +80,8 @@ def test_skip_policy_skips_counts_and_goes_on(small_text_files, tmp_path, poison
   assert all(np.isfinite(r["loss"]) for r in train)
   manager = checkpoint.make_manager(workdir)
   assert manager.latest_step() == 20
-  state = manager.restore(20, args=checkpoint.ocp.args.Composite(
-      state=checkpoint.ocp.args.StandardRestore()))["state"]
+  state = manager.restore(20, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))["state"]
   assert _all_finite(state) and int(state["step"]) == 20
 
 

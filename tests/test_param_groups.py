@@ -8,6 +8,7 @@ import pytest
 from flax import traverse_util
 
 from encdec_jax.models import registry
+from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups
 from encdec_jax.train import step as step_lib
 from experiments import tiny
@@ -35,7 +36,7 @@ def _setup(config):
   model = registry.build_model(config.model, VOCAB)
   params = experiment.init_params(model, jax.random.key(0), config)
   plan = param_groups.make_plan(config, params)
-  loss_fn = step_lib.translation_loss(model, 0.0)
+  loss_fn = losses.seq2seq_loss(model, 0.0)
   return model, params, plan, loss_fn
 
 

@@ -18,9 +18,8 @@ import pytest
 from flax import traverse_util
 from num2words import num2words
 
-from encdec_jax import parallel
+from encdec_jax import parallel, tasks
 from encdec_jax.bench import sharding
-from encdec_jax.models import registry
 from encdec_jax.models.contract import shift_right
 from encdec_jax.train import experiment, param_groups, trainer
 from encdec_jax.train import step as step_lib
@@ -105,8 +104,10 @@ def _setup(**model):
   c = sharding.tiny_config({})
   c.model.update(model)
   mesh = parallel.make_mesh(c)
-  exp = experiment.Experiment(c, "", mesh, {}, None,
-                              registry.build(c, sharding.VOCAB))
+  task = tasks.get(c)
+  exp = experiment.Experiment(
+      c, "", mesh, {}, None,
+      experiment.build_model(task, c, sharding.VOCAB, {}), task)
   return c, exp
 
 
@@ -114,7 +115,7 @@ def test_grad_accumulation_equals_the_whole_batch_gradient():
   """4 micro-batches (summed losses and token counts) give the gradient of
   the per-token mean over the whole batch."""
   c, exp = _setup()
-  loss_fn = experiment.loss_fn(exp)
+  loss_fn = exp.task.make_loss(exp.model, exp.config)
   params = experiment.init_params(exp.model, jax.random.key(0), c)
   batch = parallel.global_batch(sharding.synthetic_batches(1, 16)[0],
                                 exp.mesh)
@@ -136,7 +137,7 @@ def test_grad_accumulation_train_step_equals_one_big_step():
   """config.grad_accum_steps through bind_train_step: one update."""
   c, exp = _setup()
   plan = param_groups.make_plan(c, experiment.abstract_params(exp))
-  loss_fn = experiment.loss_fn(exp)
+  loss_fn = exp.task.make_loss(exp.model, exp.config)
   tx = param_groups.make_optimizer(plan, c, 0, experiment.abstract_params(exp))
   state, _ = experiment.create_state(exp, lambda p: tx, jax.random.key(0))
   batch = parallel.global_batch(sharding.synthetic_batches(1, 16)[0],
@@ -215,7 +216,7 @@ def stacked_to_list(params):
 def test_bfloat16_compute_keeps_float32_params_and_optimizer_state():
   c, exp = _setup(dtype="bfloat16")
   plan = param_groups.make_plan(c, experiment.abstract_params(exp))
-  stepper = trainer._Stepper(exp, plan, experiment.loss_fn(exp),
+  stepper = trainer._Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
                              trainer.dropout_key(c))
   state, _ = experiment.create_state(
       exp, lambda p: stepper.optimizer(0, p), jax.random.key(0))

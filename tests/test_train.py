@@ -10,6 +10,7 @@ import pytest
 from num2words import num2words
 
 from encdec_jax import checkpoint
+from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, inference, trainer
 from experiments import tiny
 
@@ -135,12 +136,11 @@ def test_resume_with_a_different_model_is_refused_by_name(text_files, tmp_path):
 def test_fused_smoothed_loss_equals_optax_on_one_hot_targets(label_smoothing):
   import jax.numpy as jnp
   import optax
-  from encdec_jax.train import step as step_lib
   key = jax.random.key(0)
   logits = 3 * jax.random.normal(key, (4, 7, 50))
   targets = jax.random.randint(key, (4, 7), 0, 50)
   weights = (jnp.arange(7) < 5).astype(jnp.float32)[None].repeat(4, 0)
-  sums = step_lib.cross_entropy_sums(logits, targets, weights,
+  sums = losses.cross_entropy_sums(logits, targets, weights,
                                      label_smoothing)
   vocab, conf = 50, 1.0 - label_smoothing
   low = label_smoothing / (vocab - 1)

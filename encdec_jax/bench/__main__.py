@@ -26,6 +26,7 @@ from encdec_jax.bench import base_small
 from encdec_jax.models import registry
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.contract import init_cache, make_tokens_to_logits
+from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups, trainer
 from encdec_jax.train import step as step_lib
 
@@ -67,7 +68,7 @@ def train_fn(config, model):
   plan = param_groups.make_plan(config, params)
   tx = param_groups.make_optimizer(plan, config, 0, params)
   step = jax.jit(step_lib.bind_train_step(
-      step_lib.translation_loss(model, config.label_smoothing), tx, plan,
+      losses.seq2seq_loss(model, config.label_smoothing), tx, plan,
       config, 0), donate_argnums=0)
   batches = base_small.batches()
   key = trainer.dropout_key(config)

@@ -19,8 +19,8 @@ from encdec_jax.bench import base_small
 from encdec_jax.bench.__main__ import train_fn
 from encdec_jax.models import registry
 from encdec_jax.models.contract import shift_right
+from encdec_jax.tasks import losses
 from encdec_jax.train import experiment
-from encdec_jax.train import step as step_lib
 
 
 def _time(fn, *args, reps: int = 5) -> float:
@@ -57,7 +57,7 @@ def main(argv):
   params = jax.jit(lambda r: experiment.init_params(model, r, config))(
       jax.random.key(0))
   batch = base_small.batches()[0]
-  loss_fn = step_lib.translation_loss(model, 0.1)
+  loss_fn = losses.seq2seq_loss(model, 0.1)
   logits = lambda p: model.apply({"params": p}, batch["inputs"],
                                  shift_right(batch["targets"]))
   rows = [

@@ -29,6 +29,7 @@ from absl import app, flags
 import jax
 from encdec_jax.bench import base_small
 from encdec_jax.models import registry
+from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups
 from encdec_jax.train import step as step_lib
 
@@ -49,7 +50,7 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
   if arm == "zeroed":  # differentiate everything; set_to_zero discards it
     mask = dict.fromkeys(mask, True)
   step_fn = jax.jit(step_lib.bind_train_step(
-      step_lib.translation_loss(model, 0.1), tx, plan, config, 0,
+      losses.seq2seq_loss(model, 0.1), tx, plan, config, 0,
       trainable_mask=mask), donate_argnums=0)
   state = step_lib.init_state(params, tx)
   batch, key = base_small.batches()[0], jax.random.key(1)

@@ -5,9 +5,10 @@
 
 The body is a TransformerEncoder with config.causal=True, so after LM training
 params['encoder'] loads into an EncoderClassifier built with the same config
-(causal=True) through encoder_checkpoint.save_encoder/load_encoder.
+(causal=True) through checkpoint.save_encoder/load_encoder.
 
-It keeps EncoderDecoder's encode/decode contract, so translation_loss trains it
+It keeps EncoderDecoder's encode/decode contract, so tasks.losses.seq2seq_loss
+trains it
 (`inputs` is any dummy array: an LM has no source) and init_cache,
 make_tokens_to_logits and encdec_jax.decoding sample from it unchanged:
 

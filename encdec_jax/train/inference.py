@@ -1,17 +1,19 @@
 """--mode=eval, --mode=decode and --mode=embed: use a trained workdir's latest
 checkpoint (or, to embed, a pretrained encoder as it is)."""
 
-import os
 import sys
 import time
 
 import numpy as np
 
-from encdec_jax import checkpoint, encoder_checkpoint, parallel
+from encdec_jax import checkpoint, parallel
+from encdec_jax import tasks
 from encdec_jax.data import pipeline
 from encdec_jax.data import tokenizer as tokenizer_lib
-from encdec_jax.models import registry
-from encdec_jax.train import evaluate, evaluators, experiment, retrieval
+from encdec_jax.decoding.config import (decode_settings, describe_decoding,
+                                        make_decode_fn)
+from encdec_jax.tasks import evaluation, retrieval
+from encdec_jax.train import evaluators, experiment
 from encdec_jax.train import metrics_writer as mw
 
 
@@ -56,16 +58,15 @@ def decode_lines(config, workdir: str, lines: list[str],
   config.decode says (greedy, beam search or sampling)."""
   exp, params, _ = restore_latest(config, workdir)
   tokenizer_lib.warn_unknown(exp.tokenizer, lines)
-  decode_fn = evaluate.make_decode_fn(
-      exp.model, config, exp.tokenizer.eos_id,
-      prompted=experiment.task_of(config) == "lm")
+  decode_fn = make_decode_fn(exp.model, config, exp.tokenizer.eos_id,
+                             prompted=exp.task.prompted)
   source = [{"source": line, "target": ""} for line in lines]
   batches = pipeline.eval_batches(source, exp.tokenizer, config,
                                   config.eval_batch_size)
   progress = _progress(len(lines), time.time()) if show_progress else None
-  return evaluate.translate(
+  return evaluation.translate(
       decode_fn, params, batches, exp.tokenizer, exp.mesh, len(source),
-      seed=evaluate.decode_settings(config)["seed"], progress=progress)
+      seed=decode_settings(config)["seed"], progress=progress)
 
 
 def _read_lines(input_path: str) -> list[str]:
@@ -80,20 +81,15 @@ def _read_lines(input_path: str) -> list[str]:
                             "stdin.") from None
 
 
-def _has_checkpoint(workdir: str) -> bool:
-  checkpoints = os.path.join(workdir, "checkpoints")
-  return os.path.isdir(checkpoints) and any(
-      name.isdigit() for name in os.listdir(checkpoints))
-
-
 def pretrained_embedder(config, workdir: str):
   """(experiment, params): the embedding model of `config` with the encoder
   of config.init_encoder as it is, untrained (e.g. an imported
   all-MiniLM-L6-v2, experiments/minilm_embed.py). Reads no dataset."""
-  tokenizer = encoder_checkpoint.load_encoder_tokenizer(config.init_encoder)
-  model = registry.build(config, tokenizer.vocab_size)
+  task = tasks.get(config)
+  tokenizer = checkpoint.load_encoder_tokenizer(config.init_encoder)
+  model = experiment.build_model(task, config, tokenizer.vocab_size, {})
   exp = experiment.Experiment(config, workdir, parallel.make_mesh(config), {},
-                              tokenizer, model)
+                              tokenizer, model, task)
   # Shapes only: the strict load below replaces every leaf, straight into
   # the params' shardings, so nothing is initialised.
   abstract = experiment.abstract_params(exp)
@@ -102,7 +98,7 @@ def pretrained_embedder(config, workdir: str):
     raise ValueError(f"pooling={config.get('pooling')!r} has parameters "
                      f"({', '.join(untrained)}) that no checkpoint trained; "
                      "embed with --config.pooling=mean, or train first.")
-  params, report = encoder_checkpoint.load_encoder(
+  params, report = checkpoint.load_encoder(
       config.init_encoder, into=abstract,
       expected_spec=experiment.encoder_spec(exp))
   print(report.summary(), file=sys.stderr)  # stdout may be the neighbours
@@ -114,8 +110,8 @@ def embed_lines(config, workdir: str, lines: list[str]) -> np.ndarray:
   (retrieval.make_embed_fn says how each model pools); an embedding config
   whose workdir holds no checkpoint embeds with config.init_encoder as it is
   (pretrained_embedder)."""
-  if (experiment.task_of(config) == "embedding" and
-      config.get("init_encoder") and not _has_checkpoint(workdir)):
+  if (tasks.get(config).embeds_untrained and config.get("init_encoder") and
+      not checkpoint.has_checkpoint(workdir)):
     exp, params = pretrained_embedder(config, workdir)
   else:
     exp, params, _ = restore_latest(config, workdir)
@@ -132,10 +128,9 @@ def embed_file(config, workdir: str, input_path: str, output_path: str,
   """--mode=embed: one text a line in, an NxD .npy of unit vectors out (row i
   is line i); with `neighbours` > 0 also prints each line's most similar
   other lines (cosine) to stdout."""
-  task = experiment.task_of(config)
-  if task in ("autoencoder", "captioning"):
-    raise ValueError(f"--mode=embed embeds text; this config's task is "
-                     f"{task!r} (images): use --mode=eval for its scores.")
+  task = tasks.get(config)
+  if not task.embeds_text:
+    raise ValueError(task.embed_refusal)
   if output_path == "-" or not output_path.endswith(".npy"):
     raise ValueError(f"--output={output_path}: --mode=embed writes a .npy "
                      "file; give a path ending in .npy.")
@@ -159,19 +154,12 @@ def embed_file(config, workdir: str, input_path: str, output_path: str,
 def decode_file(config, workdir: str, input_path: str,
                 output_path: str) -> None:
   """One source a line in (a file, or '-' for stdin), one output a line out."""
-  if experiment.task_of(config) == "captioning":
-    raise ValueError("--mode=decode reads text lines, and a captioner reads "
-                     "images: use --mode=eval (captions of the test split) "
-                     "or python -m encdec_jax.report_captions WORKDIR.")
-  if not experiment.decodes_text(config):
-    task = experiment.task_of(config)
-    raise ValueError(f"--mode=decode generates text; this config's task is "
-                     f"{task!r}, so use --mode=eval" +
-                     ("" if task == "autoencoder" else
-                      " (or --mode=embed for sentence vectors)") + ".")
+  task = tasks.get(config)
+  if not task.decodes_text:
+    raise ValueError(task.decode_refusal)
   lines = _read_lines(input_path)
   # stderr: stdout may be the translations themselves (--output=-).
-  print(f"decoding {len(lines)} lines ({evaluate.describe_decoding(config)})",
+  print(f"decoding {len(lines)} lines ({describe_decoding(config)})",
         file=sys.stderr, flush=True)
   outputs = (decode_lines(config, workdir, lines, show_progress=True)
              if lines else [])

@@ -1,4 +1,5 @@
-"""Pure train and eval steps, and the TrainState they carry."""
+"""The pure train step and the TrainState it carries (the tasks' losses and
+the eval step are in encdec_jax/tasks/)."""
 
 import functools
 from typing import Any
@@ -9,7 +10,6 @@ import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
-from encdec_jax.models.contract import shift_right
 from encdec_jax.train import param_groups
 
 
@@ -23,111 +23,6 @@ class TrainState:
 def init_state(params, tx: optax.GradientTransformation) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(params))
-
-
-def token_weights(batch) -> jax.Array:
-  """1 at real target tokens of kept examples, 0 at padding and drops."""
-  return ((batch["targets"] > 0) *
-          batch["example_weight"][:, None]).astype(jnp.float32)
-
-
-def cross_entropy_sums(logits_BxTxV, targets_BxT, weights_BxT,
-                       label_smoothing: float):
-  """Summed label-smoothed cross-entropy, exact NLL and correct tokens.
-
-  The smoothed loss subtracts its minimum (the entropy of the smoothed target)
-  so that a perfect model scores 0, as in the Flax WMT example.
-  """
-  vocab = logits_BxTxV.shape[-1]
-  confidence = 1.0 - label_smoothing
-  low = label_smoothing / (vocab - 1)
-  normalizer = -(confidence * jnp.log(confidence) +
-                 (vocab - 1) * low * jnp.log(low + 1e-20))
-  # The smoothed target is `confidence` at the target and `low` elsewhere, so
-  # its cross-entropy needs only log p(target) and sum_v log p(v): no one-hot
-  # BxTxV tensor is built (two fewer passes over the largest activation).
-  logits_BxTxV = logits_BxTxV.astype(jnp.float32)
-  lse_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
-  target_logp_BxT = jnp.take_along_axis(
-      logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0] - lse_BxT
-  sum_logp_BxT = jnp.sum(logits_BxTxV, axis=-1) - vocab * lse_BxT
-  loss_BxT = -(confidence * target_logp_BxT +
-               low * (sum_logp_BxT - target_logp_BxT)) - normalizer
-  nll_BxT = -target_logp_BxT
-  correct_BxT = jnp.argmax(logits_BxTxV, -1) == targets_BxT
-  return {"loss": jnp.sum(loss_BxT * weights_BxT),
-          "nll": jnp.sum(nll_BxT * weights_BxT),
-          "correct": jnp.sum(correct_BxT * weights_BxT),
-          "tokens": jnp.sum(weights_BxT)}
-
-
-def translation_loss(model, label_smoothing: float):
-  """(params, batch, rng) -> (mean loss, sums) of an encoder–decoder.
-
-  rng=None evaluates deterministically (no dropout).
-  """
-
-  def loss_fn(params, batch, rng=None):
-    logits_BxTxV = model.apply(
-        {"params": params}, batch["inputs"], shift_right(batch["targets"]),
-        deterministic=rng is None,
-        rngs=None if rng is None else {"dropout": rng})
-    sums = cross_entropy_sums(logits_BxTxV, batch["targets"],
-                              token_weights(batch), label_smoothing)
-    return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
-
-  return loss_fn
-
-
-def classification_loss(model, label_smoothing: float):
-  """Like translation_loss for a classifier; "tokens" counts examples."""
-
-  def loss_fn(params, batch, rng=None):
-    logits_BxC = model.apply(
-        {"params": params}, batch["inputs"], deterministic=rng is None,
-        rngs=None if rng is None else {"dropout": rng})
-    sums = cross_entropy_sums(logits_BxC, batch["labels"],
-                              batch["example_weight"], label_smoothing)
-    return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
-
-  return loss_fn
-
-
-def contrastive_loss(model, temperature: float):
-  """In-batch-negatives contrastive loss of a sentence embedder.
-
-  Row i of `inputs` and of `targets` mean the same (a translation pair); every
-  other row of the batch is a negative (van den Oord et al. 2018; sentence-
-  transformers' MultipleNegativesRankingLoss), in both directions. "correct"
-  counts pairs retrieved at rank 1 within the batch; "tokens" counts
-  directions x examples. Padding rows are neither queries nor candidates.
-  """
-
-  def loss_fn(params, batch, rng=None):
-    def embed(ids_BxS, salt):
-      return model.apply(
-          {"params": params}, ids_BxS, deterministic=rng is None,
-          rngs=None if rng is None else {"dropout": jax.random.fold_in(
-              rng, salt)})
-
-    a_BxD = embed(batch["inputs"], 0)
-    b_BxD = embed(batch["targets"], 1)
-    weight_B = batch["example_weight"]
-    valid_1xB = (weight_B > 0)[None, :]
-    # Finite: cross_entropy_sums sums all logits (its smoothing term), and a
-    # sum of float32 minima would overflow to -inf and give 0 * inf = NaN.
-    big_negative = -1e9
-    logits_BxB = (a_BxD @ b_BxD.T) / temperature
-    logits_2xBxB = jnp.stack([
-        jnp.where(valid_1xB, logits_BxB, big_negative),
-        jnp.where(valid_1xB, logits_BxB.T, big_negative)])
-    labels_2xB = jnp.broadcast_to(jnp.arange(weight_B.shape[0]),
-                                  logits_2xBxB.shape[:2])
-    sums = cross_entropy_sums(logits_2xBxB, labels_2xB,
-                              jnp.stack([weight_B, weight_B]), 0.0)
-    return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
-
-  return loss_fn
 
 
 def accumulated_grads(loss_fn, params_of, trainable, batch, rng,
@@ -251,20 +146,3 @@ def bind_train_step(loss_fn, tx, plan, config, step: int,
       learning_rates_fn=functools.partial(param_groups.group_learning_rates,
                                           plan, config),
       grad_accum_steps=accumulate)
-
-
-def eval_step(params, batch, *, loss_fn):
-  return loss_fn(params, batch)[1]
-
-
-def summarize(sums: dict) -> dict:
-  """Per-token means from summed metrics (host side, after device_get)."""
-  tokens = max(float(sums["tokens"]), 1.0)
-  out = {"loss": float(sums["loss"]) / tokens,
-         "nll": float(sums["nll"]) / tokens}
-  if "correct" in sums:  # not for autoencoders: nothing is classified
-    out["accuracy"] = float(sums["correct"]) / tokens
-  for k, v in sums.items():
-    if k.startswith(("grad_norm", "learning_rate")):
-      out[k] = float(v)
-  return out

@@ -14,6 +14,7 @@ import time
 import jax
 
 from encdec_jax import checkpoint, parallel
+from encdec_jax.tasks import evaluation
 from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import param_groups
@@ -70,7 +71,7 @@ def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
             for k in ("loss", "nll", "correct", "tokens") if k in fetched[0]}
   latest = {k: v for k, v in fetched[-1].items()
             if k.startswith(("grad_norm", "learning_rate"))}
-  return (step_lib.summarize(dict(totals, **latest)),
+  return (evaluation.summarize(dict(totals, **latest)),
           int(sum(m["overlong"] for m in fetched)))
 
 
@@ -241,7 +242,8 @@ def _train(config, workdir: str, stop: _StopRequest) -> dict:
   meta = experiment.checkpoint_meta(exp)
 
   plan = param_groups.make_plan(config, experiment.abstract_params(exp))
-  stepper = _Stepper(exp, plan, experiment.loss_fn(exp), train_rng)
+  stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
+                     train_rng)
 
   def make_state(step):
     # A checkpoint of step s holds the optimizer state of the stage of s-1.
@@ -249,7 +251,7 @@ def _train(config, workdir: str, stop: _StopRequest) -> dict:
     return experiment.create_state(
         exp, lambda params: stepper.optimizer(first, params), init_rng)[0]
 
-  train_iter = iter(experiment.train_dataset(exp))
+  train_iter = iter(exp.task.train_dataset(exp))
   resume_step = None
   checkpoint.remove_unfinished(manager)
   if manager.latest_step() is not None:

@@ -1,6 +1,11 @@
-"""Reconstruction losses and anomaly scores for the image autoencoders.
+"""autoencoder: image -> bottleneck -> image (an MLP or conv Autoencoder on
+sklearn digits or MNIST; no tokenizer); experiments/autoencoder_digits.py.
 
-The loss returns the same summed metrics as step.py's losses ("loss", "nll",
+Evaluation: reconstruction loss and MSE per pixel; on a split that holds
+config.anomaly_class (test), the ROC-AUC of the reconstruction error as an
+anomaly score for it.
+
+The loss returns the same summed metrics as the text losses (tasks/losses.py) ("loss", "nll",
 "tokens"; no "correct": nothing is classified), so train_step, eval_step and
 summarize work unchanged;
 here a "token" is a pixel of a real image:
@@ -23,6 +28,12 @@ import numpy as np
 import optax
 from sklearn import metrics
 
+from encdec_jax.data import images
+from encdec_jax.models import registry
+from encdec_jax.models.autoencoder import Autoencoder, AutoencoderConfig
+from encdec_jax.tasks import evaluation
+from encdec_jax.tasks.base import EvalResult, Task
+
 
 def _pixel_weights(batch) -> jax.Array:
   """example_weight broadcast to BxHxWxC: 1 at pixels of real images."""
@@ -41,11 +52,12 @@ def reconstruction_sums(logits_BxHxWxC, images_BxHxWxC, weights_BxHxWxC):
           "tokens": jnp.sum(weights_BxHxWxC)}
 
 
-def reconstruction_loss(model):
+def reconstruction_loss(model, config=None):
   """(params, batch, rng) -> (mean per-pixel BCE, sums) of an Autoencoder.
 
   rng=None evaluates deterministically (no dropout).
   """
+  del config  # nothing to set
 
   def loss_fn(params, batch, rng=None):
     logits_BxHxWxC = model.apply(
@@ -113,3 +125,72 @@ def reconstruction_error(model, params, batches) -> float:
     raise ValueError("reconstruction_error got no real images; pass a "
                      "non-empty split.")
   return float(np.mean(scores, dtype=np.float64))
+
+
+def check_image_shape(config, source, what: str) -> None:
+  """config.model.image_shape must be the shape of the data's images."""
+  shape = tuple(source.image_shape)
+  if tuple(config.model.image_shape) != shape:
+    raise ValueError(
+        f"config.model.image_shape={tuple(config.model.image_shape)} but "
+        f"{what} are {shape}; set --config.model.image_shape='{shape}'.")
+
+
+def _make_sources(config, splits) -> dict:
+  sources = {s: images.make_source(config, s) for s in splits}
+  check_image_shape(config, sources[splits[-1]], f"{config.dataset} images")
+  return sources
+
+
+def _model_config(config, family: str, vocab_size) -> AutoencoderConfig:
+  del vocab_size  # images in, images out
+  fields = registry.model_fields(config)
+  for key in ("image_shape", "hidden_dims", "conv_features"):
+    if key in fields:
+      fields[key] = tuple(fields[key])
+  return AutoencoderConfig(family=family, **fields)
+
+
+def make_evaluator(exp):
+  config = exp.config
+  eval_step_fn = evaluation.make_eval_step(reconstruction_loss(exp.model))
+
+  def evaluate(params, split, num_loss=None, num_decode=None) -> EvalResult:
+    del num_decode  # nothing is decoded
+    batches = lambda: images.eval_batches(exp.sources[split], config,
+                                          config.eval_batch_size, num_loss)
+    metrics = evaluation.evaluate_loss(eval_step_fn, params, batches(),
+                                       exp.mesh)
+    scores, labels = anomaly_scores(exp.model, params, batches())
+    metrics["mse"] = float(np.mean(scores))
+    anomaly = config.get("anomaly_class", -1)
+    auc = ""
+    if anomaly >= 0 and anomaly in labels and len(set(labels)) > 1:
+      metrics["anomaly_auc"] = anomaly_auc(scores, labels, anomaly)
+      auc = f"  anomaly ROC-AUC (class {anomaly}) {metrics['anomaly_auc']:.4f}"
+    return EvalResult(metrics, f"loss {metrics['loss']:.4f}  MSE/pixel "
+                      f"{metrics['mse']:.5f}{auc}")
+
+  return evaluate
+
+
+TASK = Task(
+    name="autoencoder",
+    families=("mlp", "conv"),
+    make_sources=_make_sources,
+    tokenizer_texts=None,
+    model_config=_model_config,
+    build_model=lambda arch, config, sources: Autoencoder(arch),
+    init_inputs=lambda config: (
+        jnp.zeros((1, *config.model.image_shape), jnp.float32),),
+    make_loss=reconstruction_loss,
+    train_dataset=lambda exp: images.train_dataset(
+        exp.sources["train"], exp.config, seed=exp.config.seed),
+    make_evaluator=make_evaluator,
+    decode_refusal=("--mode=decode generates text; this config's task is "
+                    "'autoencoder', so use --mode=eval."),
+    encoder_reads_text=False,
+    embeds_text=False,
+    embed_refusal=("--mode=embed embeds text; this config's task is "
+                   "'autoencoder' (images): use --mode=eval for its scores."),
+)

@@ -1,0 +1,68 @@
+"""Losses the text tasks share: label-smoothed cross-entropy, summed.
+
+Every loss returns (mean loss, sums), the sums being "loss", "nll",
+"correct" (optional) and "tokens", so train_step, eval_step and `summarize`
+(tasks/evaluation.py) work for every task; a "token" is whatever the task
+averages over (target tokens, examples, pixels).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from encdec_jax.models.contract import shift_right
+
+
+def token_weights(batch) -> jax.Array:
+  """1 at real target tokens of kept examples, 0 at padding and drops."""
+  return ((batch["targets"] > 0) *
+          batch["example_weight"][:, None]).astype(jnp.float32)
+
+
+def cross_entropy_sums(logits_BxTxV, targets_BxT, weights_BxT,
+                       label_smoothing: float):
+  """Summed label-smoothed cross-entropy, exact NLL and correct tokens.
+
+  The smoothed loss subtracts its minimum (the entropy of the smoothed target)
+  so that a perfect model scores 0, as in the Flax WMT example.
+  """
+  vocab = logits_BxTxV.shape[-1]
+  confidence = 1.0 - label_smoothing
+  low = label_smoothing / (vocab - 1)
+  normalizer = -(confidence * jnp.log(confidence) +
+                 (vocab - 1) * low * jnp.log(low + 1e-20))
+  # The smoothed target is `confidence` at the target and `low` elsewhere, so
+  # its cross-entropy needs only log p(target) and sum_v log p(v): no one-hot
+  # BxTxV tensor is built (two fewer passes over the largest activation).
+  logits_BxTxV = logits_BxTxV.astype(jnp.float32)
+  lse_BxT = jax.nn.logsumexp(logits_BxTxV, axis=-1)
+  target_logp_BxT = jnp.take_along_axis(
+      logits_BxTxV, targets_BxT[..., None], axis=-1)[..., 0] - lse_BxT
+  sum_logp_BxT = jnp.sum(logits_BxTxV, axis=-1) - vocab * lse_BxT
+  loss_BxT = -(confidence * target_logp_BxT +
+               low * (sum_logp_BxT - target_logp_BxT)) - normalizer
+  nll_BxT = -target_logp_BxT
+  correct_BxT = jnp.argmax(logits_BxTxV, -1) == targets_BxT
+  return {"loss": jnp.sum(loss_BxT * weights_BxT),
+          "nll": jnp.sum(nll_BxT * weights_BxT),
+          "correct": jnp.sum(correct_BxT * weights_BxT),
+          "tokens": jnp.sum(weights_BxT)}
+
+
+def seq2seq_loss(model, label_smoothing: float):
+  """(params, batch, rng) -> (mean loss, sums) of a model that reads
+  `inputs` and predicts `targets` (teacher-forced): an encoder–decoder, a
+  decoder-only LM (its inputs are empty) or a captioner (inputs are images).
+
+  rng=None evaluates deterministically (no dropout).
+  """
+
+  def loss_fn(params, batch, rng=None):
+    logits_BxTxV = model.apply(
+        {"params": params}, batch["inputs"], shift_right(batch["targets"]),
+        deterministic=rng is None,
+        rngs=None if rng is None else {"dropout": rng})
+    sums = cross_entropy_sums(logits_BxTxV, batch["targets"],
+                              token_weights(batch), label_smoothing)
+    return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
+
+  return loss_fn
