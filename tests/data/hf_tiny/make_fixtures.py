@@ -1,0 +1,425 @@
+r"""Builds the tiny Hugging Face seq2seq models of tests/data/hf_tiny/ and
+their PyTorch reference outputs. Needs torch + transformers (not the test
+suite); on these machines:
+
+  bash ../shared/bench/peers/setup.sh      # torch 2.13 CPU, transformers 5.23
+  PEERS/.venv/bin/pip install sentencepiece tokenizers protobuf
+  PEERS/.venv/bin/python tests/data/hf_tiny/make_fixtures.py
+
+Four randomly initialised models, each saved as a Hugging Face directory
+(config.json, model.safetensors, generation_config.json, its tokenizer files)
+next to reference.npz:
+
+  t5_v11   T5 v1.1 / Flan-T5: gated-GELU (tanh) MLP, untied lm_head
+  t5_v10   T5 v1.0: ReLU MLP, lm_head tied to the embedding (d_model^-0.5)
+  bart     BART: learned positions (offset 2), layernorm_embedding, post-LN,
+           GELU, biases, final_logits_bias, unscaled embeddings
+  marian   opus-mt: sinusoidal positions, scaled embeddings, swish,
+           final_logits_bias, pad (the last id) as decoder start, EOS = 0
+
+The shapes are awkward on purpose: d_kv x heads != d_model (T5), encoder and
+decoder depths differ, BART/Marian use other head counts and FFN widths in
+the decoder than in the encoder, the model vocabulary of T5 is larger than
+its tokenizer's (as 32128 vs 32100), and every weight is redrawn at O(1)
+scale (norm scales around 1, non-zero biases, final_logits_bias and relative
+position tables), so a wrong mapping cannot hide in small numbers. Random
+models like these tend to repeat one token forever; tune_eos trades the
+output rows of EOS and a token greedy emits, and/or raises the EOS logit a
+little, until some greedy and some beam rows stop with EOS mid-sequence (the
+others run to the length limit, where HF and we both rank live hypotheses by
+log-probability: length_penalty=0).
+
+reference.npz: input_ids / attention_mask (BxS, right-padded with the pad
+id), decoder_input_ids (BxT, starting with the decoder start id),
+encoder_hidden (BxSxD), logits (BxTxV), greedy and beam (generate's tokens
+without the start token, pad after EOS), and the generate settings.
+tokenizer_reference.json: sentences and the ids the model's own Hugging Face
+tokenizer gives them. Versions are recorded in versions.json.
+
+transformers 5.23 quirks handled here: a T5 whose decoder depth differs from
+its encoder's breaks the KV cache inside generate (IndexError in
+cache_utils), so T5 generates with use_cache=False; T5Config forces
+tie_word_embeddings=True, so the untied v1.1 lm_head is written into the
+safetensors by hand and the model reloaded (from_pretrained unties weights
+that differ in the file).
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import sentencepiece as spm
+import tokenizers
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BATCH, MAX_NEW = 3, 12
+BEAMS = 3
+
+CORPUS = """\
+The quick brown fox jumps over the lazy dog.
+A small model is easy to test and quick to load.
+Translate English to German: the house is wonderful.
+Summarize: studies have shown that owning a dog is good for you.
+The weather today is cold, but tomorrow it will be warm again.
+She reads a book in the garden while the children play.
+We need more data to train a better translation model.
+Numbers like 42 and 1999 appear in text as well.
+Das Haus ist wunderbar und der Garten ist gross.
+Ich lese ein Buch, waehrend die Kinder spielen.
+Heute ist das Wetter kalt, aber morgen wird es warm.
+Wir brauchen mehr Daten fuer ein besseres Modell.
+""".splitlines()
+
+SENTENCES = [
+    "The house is wonderful.",
+    "summarize: a dog is good for you",
+    "Numbers like 42 appear in text.",
+    "Unseen words: zebra quokka!",
+]
+
+
+def train_spm(path_prefix: str, vocab_size: int, lines=CORPUS,
+              **kwargs) -> str:
+  """A small SentencePiece model; identity normalisation keeps the file
+  small (no 200 KB NFKC table)."""
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(lines), model_prefix=path_prefix,
+      vocab_size=vocab_size, model_type="unigram", num_threads=1,
+      normalization_rule_name="identity", character_coverage=1.0,
+      hard_vocab_limit=True, **kwargs)
+  return path_prefix + ".model"
+
+
+def redraw(model, gen: torch.Generator) -> None:
+  """Every parameter and buffer (final_logits_bias) at O(1) scale."""
+  with torch.no_grad():
+    for name, p in list(model.named_parameters()) + [
+        (n, b) for n, b in model.named_buffers() if "final_logits_bias" in n]:
+      noise = torch.randn(p.shape, generator=gen)
+      if "embed_positions" in name and "marian" in type(model).__name__.lower():
+        continue  # Marian's sinusoidal table is fixed
+      if "norm" in name and name.endswith("weight"):
+        p.copy_(1.0 + 0.3 * noise)
+      elif "final_logits_bias" in name:
+        p.copy_(0.5 * noise)
+      elif name.endswith("bias"):  # small: a large constant part of every
+        p.copy_(0.1 * noise)       # state makes a random model degenerate
+      elif "relative_attention_bias" in name:
+        p.copy_(0.7 * noise)
+      elif p.ndim == 2 and ("embed" in name or "shared" in name):
+        p.copy_(noise)
+      elif p.ndim == 2:  # Linear (out, in)
+        p.copy_(1.3 * noise / p.shape[1] ** 0.5)
+      else:
+        raise ValueError(f"no rule for {name} {tuple(p.shape)}")
+
+
+def random_batch(gen, vocab, lengths, low, eos, pad, max_len):
+  ids = torch.full((len(lengths), max_len), pad, dtype=torch.long)
+  for row, n in enumerate(lengths):
+    ids[row, :n - 1] = torch.randint(low, vocab, (n - 1,), generator=gen)
+    ids[row, n - 1] = eos
+  return ids, (ids != pad).long()
+
+
+def generate_settings(model, **extra):
+  """Plain greedy / beam search: no forced BOS/EOS, n-gram blocking, minimum
+  length or bad words, whatever the config's generation defaults say."""
+  cfg = model.config
+  return dict(max_new_tokens=MAX_NEW, do_sample=False,
+              decoder_start_token_id=cfg.decoder_start_token_id,
+              eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
+              forced_bos_token_id=None, forced_eos_token_id=None,
+              no_repeat_ngram_size=0, min_length=0, bad_words_ids=None,
+              repetition_penalty=1.0, length_penalty=0.0,
+              early_stopping=False, **extra)
+
+
+def strip_start(seqs: torch.Tensor, eos: int, pad: int) -> np.ndarray:
+  """generate's rows without the start token, pad after the first EOS,
+  padded to MAX_NEW."""
+  out = np.full((seqs.shape[0], MAX_NEW), pad, np.int64)
+  for r, row in enumerate(seqs[:, 1:].tolist()):
+    for t, tok in enumerate(row):
+      out[r, t] = tok
+      if tok == eos:
+        break
+  return out
+
+
+def outputs(model, batch, dec_in, use_cache):
+  ids, mask = batch
+  with torch.no_grad():
+    out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec_in,
+                output_hidden_states=False)
+    enc = model.get_encoder()(input_ids=ids, attention_mask=mask)
+    greedy = model.generate(input_ids=ids, attention_mask=mask, num_beams=1,
+                            use_cache=use_cache, **generate_settings(model))
+    beam = model.generate(input_ids=ids, attention_mask=mask,
+                          num_beams=BEAMS, use_cache=use_cache,
+                          **generate_settings(model))
+  cfg = model.config
+  return dict(encoder_hidden=enc.last_hidden_state.numpy(),
+              logits=out.logits.numpy(),
+              greedy=strip_start(greedy, cfg.eos_token_id, cfg.pad_token_id),
+              beam=strip_start(beam, cfg.eos_token_id, cfg.pad_token_id))
+
+
+def ends_well(result, eos) -> bool:
+  """Some greedy and some beam rows end with EOS, after at least one other
+  token (random tiny models tend to loop on one token and never stop)."""
+  for key in ("greedy", "beam"):
+    stopped = 0
+    for row in result[key]:
+      hits = np.flatnonzero(row == eos)
+      stopped += bool(len(hits) and hits[0] >= 1)
+    if stopped < 1:
+      return False
+  return True
+
+
+def tune_eos(model, batch, dec_in, use_cache, swap_rows, raise_eos):
+  """Makes EOS come out mid-sequence: a token k that greedy decoding emits
+  trades output rows with EOS (swap_rows(k), undone if it does not help),
+  plus a small raise of the EOS logit, until ends_well."""
+  eos = model.config.eos_token_id
+  result = outputs(model, batch, dec_in, use_cache)
+  emitted = np.concatenate([result["greedy"].ravel(), result["beam"].ravel()])
+  counts = np.bincount(emitted, minlength=model.config.vocab_size)
+  specials = {eos, model.config.pad_token_id,
+              model.config.decoder_start_token_id}
+  candidates = [k for k in np.argsort(-counts, kind="stable")
+                if counts[k] and k not in specials]
+  for k in [None] + candidates[:12]:
+    if k is not None:
+      swap_rows(int(k))
+    for step, amount in enumerate((0.0, 0.1, 0.1, 0.1, 0.2, 0.2)):
+      raise_eos(amount)
+      result = outputs(model, batch, dec_in, use_cache)
+      if ends_well(result, eos):
+        return result, f"rows of EOS and {k} swapped, EOS raised {step}x"
+    raise_eos(-0.7)
+    if k is not None:
+      swap_rows(int(k))
+  raise RuntimeError("no swap/raise makes every row end with EOS")
+
+
+def swapper(*tensors_and_axes):
+  """swap_rows(k): exchanges entries eos and k of each (tensor, axis)."""
+
+  def swap(eos, k):
+    with torch.no_grad():
+      for tensor, axis in tensors_and_axes:
+        a = tensor.select(axis, eos).clone()
+        tensor.select(axis, eos).copy_(tensor.select(axis, k))
+        tensor.select(axis, k).copy_(a)
+
+  return swap
+
+
+def save(model, tokenizer, name, batch, dec_in, result, settings_extra):
+  out = os.path.join(HERE, name)
+  shutil.rmtree(out, ignore_errors=True)
+  model.save_pretrained(out)
+  tokenizer.save_pretrained(out)
+  ids, mask = batch
+  np.savez_compressed(
+      os.path.join(out, "reference.npz"), input_ids=ids.numpy(),
+      attention_mask=mask.numpy(), decoder_input_ids=dec_in.numpy(),
+      num_beams=BEAMS, max_new_tokens=MAX_NEW, **result)
+  tok_ref = {"sentences": SENTENCES,
+             "input_ids": [tokenizer(s)["input_ids"] for s in SENTENCES]}
+  if name == "marian":
+    tok_ref["target_ids"] = [tokenizer(text_target=s)["input_ids"]
+                             for s in SENTENCES]
+  with open(os.path.join(out, "tokenizer_reference.json"), "w") as f:
+    json.dump(tok_ref, f, indent=1)
+  # Keep the fixtures small: drop what neither side reads.
+  for extra in ("special_tokens_map.json", "added_tokens.json"):
+    if os.path.exists(os.path.join(out, extra)):
+      os.remove(os.path.join(out, extra))
+  print(f"{name}: {settings_extra}; greedy {result['greedy'].tolist()}")
+
+
+def reload(model, untie_lm_head: torch.Tensor | None = None):
+  """The model as from_pretrained gives it (optionally with an untied
+  lm_head written into the file)."""
+  tmp = tempfile.mkdtemp()
+  model.save_pretrained(tmp)
+  if untie_lm_head is not None:
+    path = os.path.join(tmp, "model.safetensors")
+    tensors = load_file(path)
+    tensors["lm_head.weight"] = untie_lm_head.contiguous()
+    save_file(tensors, path, metadata={"format": "pt"})
+    with open(os.path.join(tmp, "config.json")) as f:
+      cfg = json.load(f)
+    cfg["tie_word_embeddings"] = False
+    cfg.pop("scale_decoder_outputs", None)
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+      json.dump(cfg, f)
+  model = type(model).from_pretrained(tmp).eval()
+  shutil.rmtree(tmp)
+  return model
+
+
+def mean_decoder_state(model, batch, dec_in):
+  with torch.no_grad():
+    out = model(input_ids=batch[0], attention_mask=batch[1],
+                decoder_input_ids=dec_in, output_hidden_states=True)
+  h = out.decoder_hidden_states[-1].reshape(-1, out.decoder_hidden_states[-1]
+                                            .shape[-1]).mean(0)
+  return h / h.norm()
+
+
+def make_t5(name, gen, *, gated, tied, d_model, d_kv, heads, d_ff, layers,
+            dec_layers):
+  tmp = tempfile.mkdtemp()
+  sp_model = train_spm(os.path.join(tmp, "spiece"), 60,
+                       pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+  tokenizer = transformers.T5Tokenizer(vocab_file=sp_model, extra_ids=4)
+  # A model vocabulary larger than the tokenizer's (as t5's 32128 > 32100).
+  vocab = len(tokenizer) + 6
+  config = transformers.T5Config(
+      vocab_size=vocab, d_model=d_model, d_kv=d_kv, num_heads=heads,
+      d_ff=d_ff, num_layers=layers, num_decoder_layers=dec_layers,
+      relative_attention_num_buckets=8, relative_attention_max_distance=12,
+      feed_forward_proj="gated-gelu" if gated else "relu",
+      tie_word_embeddings=tied, dropout_rate=0.0, decoder_start_token_id=0)
+  model = transformers.T5ForConditionalGeneration(config).eval()
+  redraw(model, gen)
+  model = reload(model, None if tied else
+                 torch.randn((vocab, d_model), generator=gen))
+  assert (model.lm_head.weight is model.shared.weight) == tied
+  batch = random_batch(gen, vocab, [14, 9, 11], 3, 1, 0, 14)
+  dec_in = torch.cat([torch.zeros((BATCH, 1), dtype=torch.long),
+                      torch.randint(3, vocab, (BATCH, 7), generator=gen)], 1)
+  direction = mean_decoder_state(model, batch, dec_in)
+  row = model.lm_head.weight if not tied else model.shared.weight
+  scale = d_model ** 0.5 if tied else 1.0
+
+  def raise_eos(amount):
+    with torch.no_grad():
+      row[1] += amount * scale * direction * 4
+
+  swap = swapper((row, 0))
+  # Unequal depths: transformers 5.23's cache breaks inside generate.
+  result, how = tune_eos(model, batch, dec_in, False,
+                         lambda k: swap(1, k), raise_eos)
+  save(model, tokenizer, name, batch, dec_in, result, how)
+  # Real T5 directories ship spiece.model (what we read) and tokenizer.json.
+  shutil.copy(sp_model, os.path.join(HERE, name, "spiece.model"))
+  shutil.rmtree(tmp)
+
+
+def make_bart(gen):
+  bpe = tokenizers.ByteLevelBPETokenizer()
+  bpe.train_from_iterator(
+      CORPUS, vocab_size=300, min_frequency=2,
+      special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+  tmp = tempfile.mkdtemp()
+  bpe.save_model(tmp)
+  with open(os.path.join(tmp, "vocab.json")) as f:
+    bpe_vocab = json.load(f)
+  with open(os.path.join(tmp, "merges.txt")) as f:
+    merges = [tuple(line.split()) for line in f
+              if line.strip() and not line.startswith("#")]
+  # transformers 5: BartTokenizer is RobertaTokenizer on tokenizers' BPE.
+  tokenizer = transformers.BartTokenizer(vocab=bpe_vocab, merges=merges)
+  assert tokenizer.pad_token_id == 1 and tokenizer.eos_token_id == 2
+  vocab = len(tokenizer)
+  config = transformers.BartConfig(
+      vocab_size=vocab, d_model=16, encoder_layers=2, decoder_layers=3,
+      encoder_attention_heads=4, decoder_attention_heads=2,
+      encoder_ffn_dim=24, decoder_ffn_dim=20, max_position_embeddings=32,
+      activation_function="gelu", scale_embedding=False, dropout=0.0,
+      attention_dropout=0.0, activation_dropout=0.0)
+  model = transformers.BartForConditionalGeneration(config).eval()
+  redraw(model, gen)
+  model = reload(model)
+  batch = random_batch(gen, vocab, [13, 8, 11], 3, 2, 1, 13)
+  dec_in = torch.cat([torch.full((BATCH, 1), 2, dtype=torch.long),
+                      torch.randint(3, vocab, (BATCH, 6), generator=gen)], 1)
+
+  def raise_eos(amount):
+    with torch.no_grad():
+      model.final_logits_bias[0, 2] += amount * 4
+
+  swap = swapper((model.model.shared.weight, 0), (model.final_logits_bias, 1))
+  result, how = tune_eos(model, batch, dec_in, True, lambda k: swap(2, k),
+                         raise_eos)
+  save(model, tokenizer, "bart", batch, dec_in, result, how)
+  shutil.rmtree(tmp)
+
+
+def make_marian(gen):
+  tmp = tempfile.mkdtemp()
+  english, german = CORPUS[:8], CORPUS[8:] + CORPUS[:2]
+  source = train_spm(os.path.join(tmp, "source"), 70, lines=english,
+                     unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1)
+  target = train_spm(os.path.join(tmp, "target"), 60, lines=german,
+                     unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1)
+  pieces = ["</s>", "<unk>"]
+  for path in (source, target):
+    sp = spm.SentencePieceProcessor(model_file=path)
+    for i in range(sp.get_piece_size()):
+      piece = sp.id_to_piece(i)
+      if piece not in pieces and piece != "<unk>":
+        pieces.append(piece)
+  pieces.append("<pad>")
+  with open(os.path.join(tmp, "vocab.json"), "w") as f:
+    json.dump({p: i for i, p in enumerate(pieces)}, f)
+  tokenizer = transformers.MarianTokenizer(
+      source_spm=source, target_spm=target,
+      vocab=os.path.join(tmp, "vocab.json"))
+  vocab = len(pieces)
+  pad = vocab - 1
+  config = transformers.MarianConfig(
+      vocab_size=vocab, d_model=16, encoder_layers=3, decoder_layers=2,
+      encoder_attention_heads=2, decoder_attention_heads=4,
+      encoder_ffn_dim=20, decoder_ffn_dim=28, max_position_embeddings=40,
+      activation_function="swish", scale_embedding=True, dropout=0.0,
+      attention_dropout=0.0, activation_dropout=0.0, pad_token_id=pad,
+      decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0)
+  model = transformers.MarianMTModel(config).eval()
+  redraw(model, gen)
+  model = reload(model)
+  batch = random_batch(gen, pad, [12, 7, 10], 2, 0, pad, 12)
+  dec_in = torch.cat([torch.full((BATCH, 1), pad, dtype=torch.long),
+                      torch.randint(2, pad, (BATCH, 6), generator=gen)], 1)
+
+  def raise_eos(amount):
+    with torch.no_grad():
+      model.final_logits_bias[0, 0] += amount * 4
+
+  swap = swapper((model.model.shared.weight, 0), (model.final_logits_bias, 1))
+  result, how = tune_eos(model, batch, dec_in, True, lambda k: swap(0, k),
+                         raise_eos)
+  save(model, tokenizer, "marian", batch, dec_in, result, how)
+  shutil.rmtree(tmp)
+
+
+def main():
+  torch.set_num_threads(1)
+  gen = torch.Generator().manual_seed(20261129)
+  make_t5("t5_v11", gen, gated=True, tied=False, d_model=16, d_kv=6, heads=3,
+          d_ff=20, layers=2, dec_layers=3)
+  make_t5("t5_v10", gen, gated=False, tied=True, d_model=12, d_kv=5, heads=4,
+          d_ff=18, layers=3, dec_layers=2)
+  make_bart(gen)
+  make_marian(gen)
+  with open(os.path.join(HERE, "versions.json"), "w") as f:
+    json.dump({"torch": torch.__version__,
+               "transformers": transformers.__version__,
+               "sentencepiece": spm.__version__,
+               "tokenizers": tokenizers.__version__,
+               "python": sys.version.split()[0]}, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
