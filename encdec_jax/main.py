@@ -183,7 +183,27 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"error: {message}")
 
 
+def config_import_paths(argv: list[str]) -> list[str]:
+  """Where the --config file's imports resolve, from any working directory:
+  the folder above the file's package (experiments/x.py imports
+  `experiments.number_translation`), then this checkout's root, which holds
+  experiments/ (for configs kept elsewhere that build on those)."""
+  value = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+               None)
+  if value is None and "--config" in argv[:-1]:
+    value = argv[argv.index("--config") + 1]
+  paths = []
+  if value:
+    folder = os.path.dirname(os.path.abspath(value.split(":", 1)[0]))
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+      folder = os.path.dirname(folder)
+    paths.append(folder)
+  checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if os.path.isdir(os.path.join(checkout, "experiments")):
+    paths.append(checkout)
+  return paths
+
+
 if __name__ == "__main__":
-  # Configs import their siblings (experiments/...) from the repo root.
-  sys.path.insert(0, os.getcwd())
+  sys.path[:0] = config_import_paths(sys.argv)
   app.run(main, flags_parser=parse_flags)
