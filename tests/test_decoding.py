@@ -396,3 +396,66 @@ def test_expand_and_gather_beams_leave_0d_leaves_alone():
   with pytest.raises(ValueError, match="beam_size"):
     decoding.beam_search(None, tree, batch_size=2, beam_size=0, max_len=4,
                          eos_id=EOS)
+
+
+# --- scan_layers: the cache of a scanned stack is layers-first ---------------
+
+
+def _stack_layers(params):
+  """layers_{i}/... of each stack -> layers/... with a leading layer axis, the
+  param tree of the same model with scan_layers=True."""
+  out = {}
+  for part, tree in params.items():
+    tree = dict(tree)
+    names = sorted((k for k in tree if k.startswith("layers_")),
+                   key=lambda k: int(k.split("_")[1]))
+    if names:
+      layers = [tree.pop(name) for name in names]
+      tree["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
+    out[part] = tree
+  return out
+
+
+@functools.cache
+def scan_models():
+  """(plain, scanned, params, stacked params, inputs, eos_id): 2 decoder
+  layers; eos_id is a token greedy decoding emits, so some rows stop early."""
+  kwargs = dict(vocab_size=20, emb_dim=16, num_heads=2, qkv_dim=16,
+                mlp_dim=32, num_encoder_layers=1, num_decoder_layers=2,
+                max_len=16, logits_via_embedding=False)
+  plain = EncoderDecoder(TransformerConfig(**kwargs))
+  scanned = EncoderDecoder(TransformerConfig(**kwargs, scan_layers=True))
+  inputs_BxS = jnp.array([[3, 5, 7, 2, 9, 1], [4, 4, 8, 1, 0, 0]], jnp.int32)
+  params = plain.init(jax.random.key(2), inputs_BxS,
+                      jnp.zeros((2, MAX_LEN), jnp.int32))["params"]
+  no_eos = uncached_greedy(plain, params, inputs_BxS, MAX_LEN, eos_id=-1)
+  return (plain, scanned, params, _stack_layers(params), inputs_BxS,
+          int(no_eos[1, 2]))
+
+
+@pytest.mark.parametrize("rows,decode", [
+    (2, dict(algorithm="greedy")),
+    (2, dict(algorithm="sample", temperature=2.0)),
+    (2, dict(algorithm="beam", beam_size=3, length_penalty=0.6)),
+    # 1 row x 2 beams: as many cache rows as the scanned cache has layers.
+    (1, dict(algorithm="beam", beam_size=2, length_penalty=0.0))])
+def test_scan_layers_decodes_the_same_tokens(rows, decode):
+  import ml_collections
+  from encdec_jax.decoding.config import make_decode_fn
+  from encdec_jax.models.contract import cache_batch_axes
+  plain, scanned, params, stacked, inputs_BxS, eos_id = scan_models()
+  inputs_BxS = inputs_BxS[:rows]
+  leaves = jax.tree_util.tree_leaves_with_path(
+      cache_batch_axes(scanned, MAX_LEN, inputs_BxS.shape[1]),
+      is_leaf=lambda axis: axis is None)
+  # The keys are layers x rows x ...; the per-layer index is shared by rows.
+  assert {path[-1].key: axis for path, axis in leaves} == {
+      "cached_key": 1, "cached_value": 1, "cache_index": None,
+      "is_filled": None}
+  config = ml_collections.ConfigDict(dict(decode=decode,
+                                          max_decode_length=MAX_LEN))
+  rng = jax.random.key(1)
+  want = make_decode_fn(plain, config, eos_id)(params, inputs_BxS, rng)
+  got = make_decode_fn(scanned, config, eos_id)(stacked, inputs_BxS, rng)
+  np.testing.assert_array_equal(got, want)
+  assert len(set(np.asarray(want).ravel())) >= 3  # not one repeated token

@@ -19,7 +19,11 @@ the model closes over per row with expand_to_beams, e.g.
   cache = init_cache(model, batch_size * K, max_len, source_len)
   tokens_BxKxT, scores_BxK = beam_search(
       make_tokens_to_logits(model, params, encoded), cache, batch_size, K,
-      max_len, eos_id)
+      max_len, eos_id, batch_axes=cache_batch_axes(model, max_len, source_len))
+
+cache_batch_axes (encdec_jax.models.contract) says along which axis each cache
+leaf holds its rows: axis 0 by default, but a scan_layers model's cache is
+layers first (NxBx...), and reordering its axis 0 would shuffle layers.
 """
 from encdec_jax.decoding.beam_search import (beam_search, expand_to_beams,
                                              gather_beams, gnmt_length_penalty)

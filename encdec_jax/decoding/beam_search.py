@@ -35,35 +35,57 @@ def gnmt_length_penalty(length, alpha: float):
   return ((5.0 + length) / 6.0) ** alpha
 
 
-def expand_to_beams(tree: Any, beam_size: int) -> Any:
+def _rows_axes(tree: Any, batch_axes: Any) -> Any:
+  """batch_axes, or by default axis 0 of every leaf but 0-d ones (None)."""
+  if batch_axes is None:
+    return jax.tree.map(lambda x: 0 if jnp.ndim(x) else None, tree)
+  return batch_axes
+
+
+def _map_rows(fn, tree: Any, batch_axes: Any) -> Any:
+  """fn(leaf, axis) for each leaf with batch rows; leaves of axis None as
+  they are. batch_axes has tree's structure (None marking shared leaves)."""
+  return jax.tree.map(
+      lambda axis, x: x if axis is None else fn(x, axis),
+      _rows_axes(tree, batch_axes), tree, is_leaf=lambda a: a is None)
+
+
+def expand_to_beams(tree: Any, beam_size: int, batch_axes: Any = None) -> Any:
   """Repeats every row of each array leaf beam_size times (B -> B*K rows).
 
   Row b of a leaf becomes rows b*K .. b*K + K-1, the layout beam_search uses
   for its flattened batch. For the model's cache and anything tokens_to_logits
-  closes over per row (e.g. Encoded). 0-d leaves (a cache_index, is_filled) are
-  shared by all rows and stay as they are.
+  closes over per row (e.g. Encoded). The rows are along axis 0 of each leaf
+  and 0-d leaves (a cache_index, is_filled) are shared by all rows and stay as
+  they are, unless `batch_axes` (a tree of ints and Nones, e.g.
+  models.contract.cache_batch_axes of a scan_layers model) says otherwise.
   """
-  expand = lambda x: x if jnp.ndim(x) == 0 else jnp.repeat(x, beam_size, 0)
-  return jax.tree.map(expand, tree)
+  return _map_rows(lambda x, axis: jnp.repeat(x, beam_size, axis), tree,
+                   batch_axes)
 
 
-def _check_rows(tree: Any, num_rows: int) -> None:
-  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-    if jnp.ndim(leaf) and jnp.shape(leaf)[0] != num_rows:
+def _check_rows(tree: Any, num_rows: int, batch_axes: Any = None) -> None:
+  axes = jax.tree.leaves(_rows_axes(tree, batch_axes),
+                         is_leaf=lambda a: a is None)
+  for (path, leaf), axis in zip(jax.tree_util.tree_leaves_with_path(tree),
+                                axes):
+    if axis is not None and jnp.shape(leaf)[axis] != num_rows:
       raise ValueError(
           f"Cache leaf {jax.tree_util.keystr(path)} has shape "
-          f"{jnp.shape(leaf)}, not batch_size*beam_size={num_rows} leading "
-          f"rows; build it for that many rows or use expand_to_beams.")
+          f"{jnp.shape(leaf)}, not batch_size*beam_size={num_rows} rows along "
+          f"axis {axis}; build it for that many rows or use expand_to_beams.")
 
 
-def gather_beams(tree: Any, beam_indices_BxK: jax.Array) -> Any:
-  """Row b*K + k of each leaf <- row b*K + beam_indices[b, k] (0-d kept)."""
+def gather_beams(tree: Any, beam_indices_BxK: jax.Array,
+                 batch_axes: Any = None) -> Any:
+  """Row b*K + k of each leaf <- row b*K + beam_indices[b, k] (0-d kept);
+  rows along axis 0, or as `batch_axes` says (see expand_to_beams)."""
   batch_size, beam_size = beam_indices_BxK.shape
-  _check_rows(tree, batch_size * beam_size)
+  _check_rows(tree, batch_size * beam_size, batch_axes)
   rows_N = (jnp.arange(batch_size)[:, None] * beam_size
             + beam_indices_BxK).reshape(-1)
-  gather = lambda x: x if jnp.ndim(x) == 0 else jnp.take(x, rows_N, axis=0)
-  return jax.tree.map(gather, tree)
+  return _map_rows(lambda x, axis: jnp.take(x, rows_N, axis=axis), tree,
+                   batch_axes)
 
 
 def _take(x_BxC, indices_BxK):
@@ -86,13 +108,17 @@ class _BeamState:
 
 def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
                 beam_size: int, max_len: int, eos_id: int, *,
-                length_penalty: float = 0.6,
-                start_id: int = PAD_ID) -> tuple[jax.Array, jax.Array]:
+                length_penalty: float = 0.6, start_id: int = PAD_ID,
+                batch_axes: Any = None) -> tuple[jax.Array, jax.Array]:
   """The beam_size best hypotheses per row: (tokens_BxKxT, scores_BxK).
 
   tokens_to_logits sees batch_size*beam_size rows, row b*K + k for beam k of
   batch row b; `cache` must have those rows (see expand_to_beams) and is
   reordered with the beams each step (gather_beams; 0-d leaves untouched).
+  The rows of a cache leaf are along its axis 0 unless `batch_axes` (the
+  cache's structure with an int or None per leaf) says otherwise: a
+  scan_layers model's cache is layers first, and reordering its axis 0 would
+  shuffle layers (models.contract.cache_batch_axes gives its axes).
   length_penalty is alpha of gnmt_length_penalty; see the module docstring for
   the scores. Tokens are as decode_loop's: no start token, EOS included, pad
   after EOS. Each row lists its finished hypotheses best first; only if fewer
@@ -102,7 +128,7 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
   if beam_size < 1 or max_len < 1:
     raise ValueError(f"beam_size={beam_size} and max_len={max_len} must both "
                      f"be >= 1.")
-  _check_rows(cache, batch_size * beam_size)
+  _check_rows(cache, batch_size * beam_size, batch_axes)
   penalty = lambda length: gnmt_length_penalty(length, length_penalty)
   shape_BxK = (batch_size, beam_size)
 
@@ -154,7 +180,8 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
         live_logprobs_BxK=live_logprobs_BxK,
         finished_tokens_BxKxT=finished_tokens_BxKxT,
         finished_scores_BxK=finished_scores_BxK, finished_BxK=finished_BxK,
-        cache=gather_beams(cache, _take(parents_BxC, picked_BxK)))
+        cache=gather_beams(cache, _take(parents_BxC, picked_BxK),
+                           batch_axes))
 
   # All beams start as the same empty hypothesis: only beam 0 is live, or the
   # first step would fill the beam with K copies of the best expansion.

@@ -16,7 +16,8 @@ from encdec_jax.decoding.beam_search import beam_search, expand_to_beams
 from encdec_jax.decoding.loop import greedy_decode
 from encdec_jax.decoding.prefix import force_prefix, prefix_cache
 from encdec_jax.decoding.sampling import check_sampling_args, sample_decode
-from encdec_jax.models.contract import init_cache, make_tokens_to_logits
+from encdec_jax.models.contract import (cache_batch_axes, init_cache,
+                                       make_tokens_to_logits)
 
 EOS_ID = 1  # encdec_jax.data.tokenizer.EOS_ID (SentencePiece, bytes, digits)
 
@@ -78,9 +79,13 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID, *,
       tokens_to_logits = with_prompt(make_tokens_to_logits(
           model, params, expand_to_beams(encoded, beams)),
                                      inputs_BxS, beams)
+      # Rows along the axis the model's cache keeps them (scan_layers: 1).
+      batch_axes = cache_batch_axes(model, max_len, source_len, source_dtype)
+      if prompted:  # prefix_cache's step is shared by all rows
+        batch_axes = {"model": batch_axes, "step": None}
       tokens_BxKxT, _ = beam_search(
           tokens_to_logits, cache, batch_size, beams, max_len, eos_id,
-          length_penalty=settings["length_penalty"])
+          length_penalty=settings["length_penalty"], batch_axes=batch_axes)
       return tokens_BxKxT[:, 0]
     cache = with_prompt_cache(
         init_cache(model, batch_size, max_len, source_len, source_dtype))

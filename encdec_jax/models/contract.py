@@ -61,6 +61,32 @@ def init_cache(model: nn.Module, batch_size: int, max_decode_len: int,
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["cache"])
 
 
+def cache_batch_axes(model: nn.Module, max_decode_len: int,
+                     source_len: int | tuple[int, ...],
+                     source_dtype: Any = jnp.int32) -> Any:
+  """The axis of each init_cache leaf that holds the batch rows; None for a
+  leaf shared by all rows.
+
+  Unscanned Transformer keys/values are BxLxHxK (axis 0); with scan_layers
+  every leaf gains a leading layer axis, so they are NxBxLxHxK (axis 1) and
+  the per-layer cache_index/is_filled (N,) are shared. Found by structure,
+  not by size: the one axis that differs between the caches of 1 and 2 rows
+  (shapes only, nothing computed). Beam search reorders rows along it.
+  """
+  one, two = (jax.eval_shape(lambda n=n: init_cache(
+      model, n, max_decode_len, source_len, source_dtype)) for n in (1, 2))
+
+  def batch_axis(path, a, b):
+    differ = [i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+    if len(differ) > 1:
+      raise ValueError(f"Cache leaf {jax.tree_util.keystr(path)} grows along "
+                       f"axes {differ} with the batch; a cache must keep its "
+                       "rows along one axis.")
+    return differ[0] if differ else None
+
+  return jax.tree_util.tree_map_with_path(batch_axis, one, two)
+
+
 def make_tokens_to_logits(
     model: nn.Module, params: Any, encoded: Any
 ) -> Callable[[jax.Array, Any], tuple[jax.Array, Any]]:
