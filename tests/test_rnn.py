@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from encdec_jax import decoding
-from encdec_jax import encoder_checkpoint as ec
+from encdec_jax import checkpoint
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.models.rnn_seq2seq import RNNEncoderDecoder
@@ -279,14 +279,14 @@ def test_encoder_checkpoint_round_trip(tmp_path):
   tokenizer = tokenizer_lib.ByteTokenizer()
   config = tiny_config(vocab_size=tokenizer.vocab_size)
   saved, fresh = random_params(config, seed=1), random_params(config, seed=2)
-  spec = ec.encoder_spec(config, tokenizer)
+  spec = checkpoint.encoder_spec(config, tokenizer)
   assert spec["config"]["family"] == "rnn"
   assert set(spec["config"]) == {"family", *RNN_ENCODER_FIELDS}
   json.dumps(spec)
 
   path = str(tmp_path / "encoder")
-  ec.save_encoder(path, saved["encoder"], spec, tokenizer)
-  loaded, report = ec.load_encoder(path, into=fresh, expected_spec=spec)
+  checkpoint.save_encoder(path, saved["encoder"], spec, tokenizer)
+  loaded, report = checkpoint.load_encoder(path, into=fresh, expected_spec=spec)
 
   assert not report.left_at_init and not report.differences
   flat_loaded = flax.traverse_util.flatten_dict(loaded["encoder"])
@@ -297,9 +297,9 @@ def test_encoder_checkpoint_round_trip(tmp_path):
     np.testing.assert_array_equal(flat_loaded[key], value)
   assert loaded["decoder"] is fresh["decoder"]
 
-  wider = ec.encoder_spec(config.replace(hidden_dim=24), tokenizer)
+  wider = checkpoint.encoder_spec(config.replace(hidden_dim=24), tokenizer)
   with pytest.raises(ValueError, match="hidden_dim"):
-    ec.load_encoder(path, into=fresh, expected_spec=wider)
+    checkpoint.load_encoder(path, into=fresh, expected_spec=wider)
 
 
 @pytest.mark.parametrize("changes,field", [

@@ -18,6 +18,8 @@ from typing import Iterable, Protocol
 import numpy as np
 import sentencepiece as spm
 
+from encdec_jax import io_utils
+
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 
 
@@ -250,10 +252,7 @@ def vocab_record(tokenizer: Tokenizer) -> dict:
 
 def write_model_proto(path: str, model_proto: bytes) -> None:
   """Atomic: a killed run never leaves half a model at `path`."""
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(model_proto)
-  os.replace(tmp, path)
+  io_utils.write_atomically(path, model_proto)
 
 
 def load_or_train_tokenizer(config, workdir: str | None,

@@ -19,7 +19,7 @@ Params:
       its `bottleneck` is never called, so it has no params here, and the
       tree is exactly a conv autoencoder's encoder without its bottleneck:
       `load_encoder` reads an autoencoder's encoder bit for bit (and ignores
-      the bottleneck; encoder_checkpoint.py).
+      the bottleneck; checkpoint/encoder_spec.py).
   decoder/regions/{project,row_embed,col_embed}   (nn/regions.py) the
       annotation vectors projected to the decoder's width, plus where each
       region is. In the decoder, so a frozen pretrained encoder still gets a

@@ -4,7 +4,7 @@
             "pooler": ... (attention pooling only), "head": ...}
 
 The encoder subtree has exactly the layout of the encoder–decoder's, so an
-encoder trained for translation loads into it unchanged (encoder_checkpoint.load_encoder).
+encoder trained for translation loads into it unchanged (checkpoint.load_encoder).
 
   logits_BxC = model.apply({"params": params}, inputs_BxS)
   vectors_BxD = model.apply({"params": params}, inputs_BxS, method="embed")

@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-from encdec_jax import encoder_checkpoint
+from encdec_jax import checkpoint
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.nn.config import TransformerConfig
 
@@ -158,6 +158,6 @@ def import_bert(model_dir: str, output_dir: str) -> TransformerConfig:
                      f"config.json vocab_size={config.vocab_size}.")
   params = encoder_params(
       read_weights(os.path.join(model_dir, "model.safetensors")), config)
-  spec = encoder_checkpoint.encoder_spec(config, tokenizer)
-  encoder_checkpoint.save_encoder(output_dir, params, spec, tokenizer)
+  spec = checkpoint.encoder_spec(config, tokenizer)
+  checkpoint.save_encoder(output_dir, params, spec, tokenizer)
   return config

@@ -17,6 +17,8 @@ import os
 import jax
 import numpy as np
 
+from encdec_jax import io_utils
+
 
 def path(workdir: str, process_index: int | None = None) -> str:
   k = jax.process_index() if process_index is None else process_index
@@ -45,10 +47,9 @@ class ExampleLog:
   def __init__(self, workdir: str, resume_step: int):
     self._path = path(workdir)
     kept = [(s, ids) for s, ids in read(self._path) if s <= resume_step]
-    tmp = self._path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(_line(s, ids) for s, ids in kept)
-    os.replace(tmp, self._path)  # atomic: a kill here keeps the old log
+    # Atomic: a kill here keeps the old log.
+    io_utils.write_atomically(self._path,
+                              "".join(_line(s, ids) for s, ids in kept))
     self._file = open(self._path, "a", encoding="utf-8")
 
   def record(self, step: int, example_ids) -> None:

@@ -1,14 +1,5 @@
-"""orbax checkpoints: the train state, the encoder on its own, the data position.
+"""A training step's checkpoint: save (async, atomic), read back, set aside.
 
-Each saved step holds several items, so that any one can be restored alone:
-  state    the TrainState (params, optimizer state, step);
-  encoder  params['encoder'], readable without touching the rest;
-  data     the grain iterator state of the training stream;
-  meta     JSON: step, wall time, the model config (to refuse a mismatch), and
-           meta["encoder"] = encoder_checkpoint.encoder_spec(config,
-           tokenizer), which export_encoder/load_encoder need to check it.
-The encoder alone (save_encoder / load_encoder, with checks) is in
-encoder_checkpoint.py.
 Saves are async and atomic: a killed save leaves a `*.orbax-checkpoint-tmp`
 directory that the manager ignores, so the last committed step stays good;
 the next start removes it (`remove_unfinished`). A save that fails (a full
@@ -16,7 +7,6 @@ disk) is a CheckpointWriteError naming the step that is still good.
 Nothing here unpickles: arrays are tensorstore files, the rest is JSON.
 """
 
-import glob
 import os
 import re
 import shutil
@@ -25,26 +15,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-ITEMS = ("state", "encoder", "data", "meta")
-
-
-def make_manager(workdir: str, *, max_to_keep: int = 3,
-                 async_save: bool = True) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True,
-      enable_async_checkpointing=async_save)
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=options, item_names=ITEMS)
+from encdec_jax import parallel
+from encdec_jax.checkpoint import layout
 
 
 class CheckpointWriteError(OSError):
   """A checkpoint could not be written (full disk, lost permissions)."""
-
-
-def _unfinished(manager) -> list[str]:
-  return sorted(glob.glob(os.path.join(str(manager.directory),
-                                       "*.orbax-checkpoint-tmp*")))
 
 
 def _write_error(manager, step: int | None, error: Exception
@@ -55,7 +31,7 @@ def _write_error(manager, step: int | None, error: Exception
       str(error).strip().splitlines() or [type(error).__name__])[0][:200]
   # An async save fails in the background and surfaces at the next save (or
   # the final wait): name the step it left unfinished.
-  failed = [int(m.group(1)) for p in _unfinished(manager)
+  failed = [int(m.group(1)) for p in layout.unfinished(manager)
             if (m := re.match(r"(\d+)\.", os.path.basename(p)))]
   step = min(failed) if failed else step
   committed = [s for s in manager.all_steps() if s != step]
@@ -93,28 +69,13 @@ def wait_until_committed(manager: ocp.CheckpointManager) -> None:
 def remove_unfinished(manager: ocp.CheckpointManager) -> list[str]:
   """Deletes the partial steps a killed save left (`<step>.orbax-checkpoint-
   tmp*`; the manager never lists them), with a log line; their paths."""
-  partial = _unfinished(manager) if jax.process_index() == 0 else []
+  partial = layout.unfinished(manager) if jax.process_index() == 0 else []
   for path in partial:
     shutil.rmtree(path, ignore_errors=True)
     print(f"removed {path}: an unfinished checkpoint (the run was killed "
           "while saving it)", flush=True)
-  _barrier("remove_unfinished")  # no process reads before process 0 is done
+  parallel.sync("remove_unfinished")  # no process reads before 0 is done
   return partial
-
-
-def _barrier(name: str) -> None:
-  """Waits for every process (multi-host; a no-op with one process)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
-
-
-def _abstract(tree):
-  """ShapeDtypeStructs carrying each leaf's sharding, so restores land there."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                     sharding=getattr(x, "sharding", None)),
-      tree)
 
 
 def _step_or_latest(manager: ocp.CheckpointManager, step: int | None) -> int:
@@ -158,41 +119,42 @@ def restore(manager: ocp.CheckpointManager, target_state,
             step: int | None = None) -> tuple[Any, dict, dict]:
   """(state, data_state, meta) of `step` (default: the latest committed).
 
-  `target_state` (concrete or abstract) gives structure, shapes, dtypes and
-  shardings of the restored state.
+  `target_state` gives structure, shapes, dtypes and shardings: an abstract
+  state (ShapeDtypeStructs with shardings, from jax.eval_shape) restores
+  without ever holding a second, initialised copy; concrete arrays do too.
   """
   step = _step_or_latest(manager, step)
   restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(_abstract(target_state)),
+      state=ocp.args.StandardRestore(parallel.abstract(target_state)),
       data=ocp.args.JsonRestore(),
       meta=ocp.args.JsonRestore()))
   return restored["state"], restored["data"], restored["meta"]
-
-
-def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
-  """Moves an unreadable step out of the checkpoints directory (kept, not
-  deleted, for a look) so the manager no longer sees it; its new path."""
-  source = os.path.join(str(manager.directory), str(step))
-  target = os.path.join(os.path.dirname(str(manager.directory)),
-                        "unreadable_checkpoints", str(step))
-  if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    if os.path.exists(target):
-      shutil.rmtree(target)
-    shutil.move(source, target)
-  _barrier(f"set_aside_{step}")
-  manager.reload()
-  return target
 
 
 def restore_params(manager: ocp.CheckpointManager, target_params,
                    step: int | None = None):
   """Only the params (for eval/decode): reads no optimizer state."""
   step = _step_or_latest(manager, step)
-  abstract = {"params": _abstract(target_params)}
+  abstract = {"params": parallel.abstract(target_params)}
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.PyTreeRestore(
           item=abstract,
           restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
           partial_restore=True)))
   return restored["state"]["params"], step
+
+
+def set_aside(manager: ocp.CheckpointManager, step: int) -> str:
+  """Moves an unreadable step out of the checkpoints directory (kept, not
+  deleted, for a look) so the manager no longer sees it; its new path."""
+  source = layout.step_dir(manager, step)
+  target = os.path.join(layout.workdir_of(manager), layout.UNREADABLE_DIR,
+                        str(step))
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target):
+      shutil.rmtree(target)
+    shutil.move(source, target)
+  parallel.sync(f"set_aside_{step}")
+  manager.reload()
+  return target

@@ -1,0 +1,60 @@
+"""Which checkpoint a restarted run resumes from, and what an unreadable one
+does (config.corrupt_checkpoint).
+
+A resume tries steps from the newest. A step whose meta or state cannot be
+read (truncated or tampered files) is an error under "error"; under
+"fallback" it is moved to <workdir>/unreadable_checkpoints/ with a warning
+and the next older step is tried. With no older step it is an error either
+way. A checkpoint of another experiment is always an error.
+"""
+
+from typing import Any, Callable
+
+import orbax.checkpoint as ocp
+
+from encdec_jax.checkpoint import layout, train_state
+
+CORRUPT_POLICIES = ("fallback", "error")
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return (text[0] if text else type(error).__name__)[:300]
+
+
+def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
+           expected_meta: dict, *, policy: str = "fallback",
+           log: Callable[[str], None] = print) -> tuple[Any, dict, int]:
+  """(state, data_state, step) of the newest readable checkpoint.
+
+  `target(step)` is the (abstract) state a checkpoint of `step` restores
+  into; `expected_meta` what its meta must agree on (check_compatible).
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  for i, step in enumerate(steps):
+    where = layout.step_dir(manager, step)
+    try:
+      saved_meta = train_state.read_meta(manager, step)
+    except Exception as e:  # orbax raises plain Exceptions for bad files
+      problem = e
+    else:
+      train_state.check_compatible(saved_meta, expected_meta,
+                                   str(manager.directory))
+      try:
+        state, data_state, _ = train_state.restore(manager, target(step), step)
+        return state, data_state, step
+      except Exception as e:
+        problem = e
+    older = steps[i + 1] if i + 1 < len(steps) else None
+    if policy == "error" or older is None:
+      raise ValueError(
+          f"checkpoint {where} cannot be read ({_first_line(problem)}); "
+          + ("move it away to resume from the one before, or set "
+             "--config.corrupt_checkpoint=fallback" if older is not None else
+             "no older checkpoint to fall back to: use a new --workdir"))
+    moved = train_state.set_aside(manager, step)
+    log(f"WARNING: checkpoint {where} cannot be read "
+        f"({_first_line(problem)}); moved it to {moved} and resuming "
+        f"from step {older}")
+  raise FileNotFoundError(f"no checkpoint in {manager.directory} to resume "
+                          "from.")
