@@ -19,6 +19,8 @@ import os
 import re
 import sys
 import threading
+import time
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -65,12 +67,14 @@ def main(argv):
              "written --name=value (see --helpshort).")
   if not FLAGS["verbosity"].present:
     # Library INFO logs (orbax, TFDS) bury the progress lines; -v 0 shows them.
+    # What the console leaves out goes in full to <workdir>/errors.log.
+    ERRORS_LOG.path = os.path.join(FLAGS.workdir, "errors.log")
     logging.set_verbosity(logging.WARNING)
     threading.excepthook = _one_line_thread_error
     logging.get_absl_handler().addFilter(_one_line_library_logs)
     # Errors Python ignores anyway ("Exception ignored in ..."): after a
     # failed async save, tensorstore's late callbacks print dozens of them.
-    sys.unraisablehook = lambda unraisable: None
+    sys.unraisablehook = _log_unraisable
   # Imported after flag parsing so --help stays fast.
   from encdec_jax import checkpoint
   from encdec_jax.data.tokenizer import MissingPackageError
@@ -105,7 +109,10 @@ def main(argv):
     # one line, no traceback unless --verbosity was given.
     if FLAGS["verbosity"].present:
       raise
-    sys.exit(f"error: {e}\n(rerun with --verbosity=0 for the traceback)")
+    sys.exit(f"error: {e}{ERRORS_LOG.note()}\n(rerun with --verbosity=0 for "
+             "the traceback)")
+  if ERRORS_LOG.count:
+    print(f"note:{ERRORS_LOG.note()[1:]}", file=sys.stderr)
 
 
 def _load_config():
@@ -125,16 +132,82 @@ def _load_config():
     sys.exit(f"error: --config={path}: {lines[0]}")
 
 
+class _ErrorsLog:
+  """What the one-line console leaves out, in full: <workdir>/errors.log
+  (appended to, one entry per record, each headed by time, pid and kind)."""
+
+  def __init__(self):
+    self.path, self.count = None, 0
+    self._lock = threading.Lock()
+    self._unwritten = set()  # lines printed instead of written
+
+  def write(self, kind: str, text: str) -> None:
+    if self.path is None:
+      return
+    header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: "
+    try:
+      with self._lock:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)),
+                    exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+          f.write(f"{header}{kind}\n{text.rstrip()}\n")
+        self.count += 1
+    except Exception as e:  # noqa: BLE001  a full disk, shutdown
+      # The console is then the only trace: each distinct last line (the
+      # exception of a traceback) once.
+      last = (text.strip().splitlines() or [""])[-1][:300]
+      if last not in self._unwritten:
+        self._unwritten.add(last)
+        print(f"{kind} (could not be written to {self.path}: "
+              f"{type(e).__name__}): {last}", file=sys.stderr, flush=True)
+
+  def note(self) -> str:
+    """'; N ... in full in <path>' once something was written, else ''."""
+    if not self.count:
+      return ""
+    return (f"; {self.count} library message(s) cut or left off the "
+            f"console are in full in {self.path}")
+
+
+ERRORS_LOG = _ErrorsLog()
+
+
+def _log_unraisable(unraisable) -> None:
+  """sys.unraisablehook: to errors.log, not the console."""
+  try:
+    where = repr(unraisable.object)
+  except Exception:  # noqa: BLE001  a half-destroyed object
+    where = object.__repr__(unraisable.object)
+  ERRORS_LOG.write(
+      f"{unraisable.err_msg or 'Exception ignored in'}: {where}",
+      "".join(traceback.format_exception(unraisable.exc_type,
+                                         unraisable.exc_value,
+                                         unraisable.exc_traceback)))
+
+
 def _one_line_library_logs(record) -> bool:
   """Library log records as one line each, without tracebacks. orbax's
   errors from its async save threads (and asyncio's echo of them) are
   dropped: the failed save surfaces in the main thread as a
-  checkpoint.CheckpointWriteError, whose one line says what to do."""
+  checkpoint.CheckpointWriteError, whose one line says what to do. What is
+  dropped or cut goes to errors.log in full."""
+  message = record.getMessage()
+  full = message
+  if record.exc_info:
+    full += "\n" + "".join(traceback.format_exception(*record.exc_info))
+  elif record.exc_text:
+    full += "\n" + record.exc_text
   background_save = ("/orbax/" in record.pathname or
-                     record.getMessage().startswith("Task exception was"))
-  if record.levelno >= pylogging.ERROR and background_save:
+                     message.startswith("Task exception was"))
+  dropped = record.levelno >= pylogging.ERROR and background_save
+  if dropped or len(full.strip().splitlines()) > 1:
+    ERRORS_LOG.write(f"{record.levelname} from {record.name} "
+                     f"({record.pathname}:{record.lineno}), "
+                     f"{'dropped' if dropped else 'cut to its first line'} "
+                     "on the console", full)
+  if dropped:
     return False
-  record.msg = (record.getMessage().splitlines() or [""])[0]
+  record.msg = (message.splitlines() or [""])[0]
   record.args, record.exc_info, record.exc_text = (), None, None
   return True
 
@@ -142,7 +215,12 @@ def _one_line_library_logs(record) -> bool:
 def _one_line_thread_error(args) -> None:
   """A background thread's error in one line: orbax's async save threads
   fail there first, and the main thread then stops with the message that
-  says what to do (checkpoint.CheckpointWriteError)."""
+  says what to do (checkpoint.CheckpointWriteError). The traceback goes to
+  errors.log."""
+  ERRORS_LOG.write(
+      f"exception in thread {args.thread.name if args.thread else ''}",
+      "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                         args.exc_traceback)))
   lines = str(args.exc_value).strip().splitlines() or [""]
   print(f"background thread {args.thread.name if args.thread else ''}: "
         f"{args.exc_type.__name__}: {lines[0][:300]}", file=sys.stderr,

@@ -185,6 +185,12 @@ def test_full_disk_at_save_keeps_the_last_checkpoint(small_text_files,
   assert line.startswith(f"error: could not write step 6 in {workdir}/"
                          "checkpoints (File too large); step 4 is the last "
                          "committed one and is intact. Free disk space")
+  # orbax's background errors, kept off the console, are in errors.log.
+  log_path = os.path.join(workdir, "errors.log")
+  assert f"in full in {log_path}" in line
+  with open(log_path, encoding="utf-8") as f:
+    log = f.read()
+  assert "Traceback" in log and "File too large" in log, log[-3000:]
   rerun = _main(*args, "--config.num_train_steps=8")
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resumed from" in rerun.stdout and "at step 4" in rerun.stdout

@@ -55,3 +55,64 @@ def test_malformed_tsv_line_is_one_clear_line(tmp_path):
   assert run.returncode == 1
   assert f"error: {bad}:2: expected 2 tab-separated fields" in run.stderr
   assert "Traceback" not in run.stderr
+
+
+ERRORS_LOG_SCRIPT = r"""
+import logging, sys, threading
+from encdec_jax import main
+main.ERRORS_LOG.path = sys.argv[1]
+sys.unraisablehook = main._log_unraisable
+threading.excepthook = main._one_line_thread_error
+
+class Late:
+  def __del__(self):
+    raise RuntimeError("late tensorstore callback")
+Late()  # an unraisable exception, as Python ignores them
+
+def fail():
+  raise OSError("async save failed\nsecond line")
+thread = threading.Thread(target=fail, name="save_thread")
+thread.start(); thread.join()
+
+def record(path, level, msg, exc_info=None):
+  return logging.LogRecord("absl", level, path, 7, msg, (), exc_info)
+try:
+  raise ValueError("orbax commit failed")
+except ValueError:
+  dropped = record("/x/orbax/checkpoint/a.py", logging.ERROR,
+                   "Background save failed", sys.exc_info())
+cut = record("/x/tfds/b.py", logging.WARNING, "first line\nsecond line")
+one = record("/x/tfds/b.py", logging.WARNING, "just one line")
+print(main._one_line_library_logs(dropped), main._one_line_library_logs(cut),
+      cut.getMessage(), main._one_line_library_logs(one))
+print(main.ERRORS_LOG.note())
+"""
+
+
+def test_what_the_console_leaves_out_goes_to_errors_log(tmp_path):
+  """Unraisable exceptions, background-thread tracebacks, orbax's dropped
+  ERROR records and the cut lines of library logs: each in full in
+  <workdir>/errors.log, and the one-line error says where."""
+  path = str(tmp_path / "run" / "errors.log")
+  run = subprocess.run([sys.executable, "-c", ERRORS_LOG_SCRIPT, path],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0, run.stderr
+  # The console: the thread's error in one line, no unraisable, no traceback.
+  assert run.stderr == ("background thread save_thread: OSError: async save "
+                        "failed\n")
+  filtered, note = run.stdout.splitlines()
+  assert filtered == "False True first line True"
+  assert note == (f"; 4 library message(s) cut or left off the console are in "
+                  f"full in {path}")
+  with open(path, encoding="utf-8") as f:
+    log = f.read()
+  entries = log.split("\n--- ")
+  assert len(entries) == 4 and log.startswith("--- ")
+  assert "Exception ignored" in entries[0] and "Late" in entries[0]
+  assert "RuntimeError: late tensorstore callback" in entries[0]
+  assert "exception in thread save_thread" in entries[1]
+  assert "Traceback" in entries[1] and "second line" in entries[1]
+  assert "ERROR from absl (/x/orbax/checkpoint/a.py:7), dropped" in entries[2]
+  assert "ValueError: orbax commit failed" in entries[2]
+  assert "cut to its first line" in entries[3]
+  assert entries[3].endswith("first line\nsecond line\n")
