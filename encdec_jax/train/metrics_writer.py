@@ -1,6 +1,8 @@
 """Metrics to TensorBoard, to `metrics.jsonl`, and a progress line on stdout.
 
-Only process 0 writes, so a multi-host run logs once.
+Only process 0 writes, so a multi-host run logs once. A resumed run first
+cuts both back to the step it resumes from (like example_ids.tsv): rows of
+steps it is about to redo would otherwise show twice, with other wall times.
 """
 
 import json
@@ -10,15 +12,44 @@ import time
 import jax
 from tensorboardX import SummaryWriter
 
+from encdec_jax import io_utils
+
+
+def read_rows(path: str) -> list[dict]:
+  """The rows of a metrics.jsonl; a torn last line (a kill) is ignored."""
+  if not os.path.exists(path):
+    return []
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        break
+  return rows
+
 
 class MetricsWriter:
+  """`resume_step`: the step training (re)starts from (0: from scratch).
+  Rows of later steps are dropped, and evaluations at that step too, since
+  a resumed run evaluates there again (a kill may have cut it short); the
+  same on every host, so every process makes the same decisions. None (eval
+  and decode modes) keeps everything."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, resume_step: int | None = None):
     self._active = jax.process_index() == 0
     if self._active:
-      self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a",
-                         encoding="utf-8")
+      path = os.path.join(workdir, "metrics.jsonl")
+      if resume_step is not None and os.path.exists(path):
+        rows = [r for r in read_rows(path) if r["step"] < resume_step or (
+            r["step"] == resume_step and r["split"] == "train")]
+        io_utils.write_atomically(
+            path, "".join(json.dumps(r) + "\n" for r in rows))
+      # tensorboardX hides the events of steps >= purge_step.
+      self._tb = SummaryWriter(
+          os.path.join(workdir, "tensorboard"),
+          purge_step=None if resume_step is None else resume_step + 1)
+      self._jsonl = open(path, "a", encoding="utf-8")
 
   def write(self, step: int, prefix: str, metrics: dict) -> None:
     if not self._active:
