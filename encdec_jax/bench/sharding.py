@@ -11,7 +11,7 @@ prints one JSON object: {layout: {"mesh", "losses", "max_abs_param_diff",
 "max_loss_rel_diff", "collectives", "sharded_params", "sharded_opt_leaves",
 "opt_matches_params"}, "single": {...}}.
 
-Multi-host: the real trainer (tiny experiment on TSV files) in one of
+Multi-host: the real trainer (tiny_config on TSV files) in one of
 several processes, which then dumps this process's copy of the params:
 
   python -m encdec_jax.bench.sharding train WORKDIR DATA_DIR STEPS \
@@ -28,13 +28,14 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from flax import traverse_util
 
 from encdec_jax import checkpoint, parallel
-from encdec_jax.models import registry
+from encdec_jax import tasks
+from encdec_jax.bench import base_small
 from encdec_jax.train import experiment, param_groups, trainer
-from experiments import tiny
 
 VOCAB = 64
 LAYOUTS = {
@@ -47,14 +48,26 @@ COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all",
                "collective-permute")
 
 
-def tiny_config(mesh: dict, **overrides):
-  c = tiny.get_config()
-  # No q/k/v biases: the key bias has no effect on attention, so its true
-  # gradient is 0 and Adam (eps 1e-9) would turn the rounding noise of any
-  # summation order into full-size steps, hiding real differences.
-  c.model.update(num_heads=2, emb_dim=32, qkv_dim=32, mlp_dim=64,
-                 num_encoder_layers=1, num_decoder_layers=1, use_bias=False)
-  c.mesh.update(dict(dict(data=-1, fsdp=1, tensor=1), **mesh))
+def tiny_config(mesh: dict, **overrides) -> ml_collections.ConfigDict:
+  """base-small shrunk to a 1+1-layer Transformer of width 32 on bytes, with
+  what the trainer reads besides (text_files to fill in for `train`)."""
+  c = base_small.config(
+      num_heads=2, emb_dim=32, qkv_dim=32, mlp_dim=64, num_encoder_layers=1,
+      num_decoder_layers=1, pre_layernorm=True, scale_embeddings=False,
+      dropout_rate=0.0, attention_dropout_rate=0.0,
+      # No q/k/v biases: the key bias has no effect on attention, so its true
+      # gradient is 0 and Adam (eps 1e-9) would turn the rounding noise of any
+      # summation order into full-size steps, hiding real differences.
+      use_bias=False)
+  c.update(learning_rate=2e-3, warmup_steps=5, schedule="cosine",
+           grad_clip_norm=1.0, dataset="text_files", tokenizer="bytes",
+           overlong="truncate", bucket_boundaries=(16, 32, 64),
+           batch_size=16, eval_batch_size=32, max_decode_length=64,
+           keep_checkpoints=3, num_samples_to_print=3, bleu_tokenize="char")
+  c.text_files = ml_collections.ConfigDict(
+      {"train": "", "validation": "", "test": ""})
+  c.mesh = ml_collections.ConfigDict(dict(dict(data=-1, fsdp=1, tensor=1),
+                                          **mesh))
   c.update(overrides)
   return c
 
@@ -87,14 +100,18 @@ def _is_sharded(x) -> bool:
 def run_layout(config, devices, batches):
   """(losses, flat params, compiled HLO text, sharding summary)."""
   mesh = parallel.make_mesh(config, devices)
-  exp = experiment.Experiment(config, "", mesh, {}, None,
-                              registry.build(config, VOCAB))
-  plan = param_groups.make_plan(config, experiment.abstract_params(exp))
-  stepper = trainer._Stepper(exp, plan, experiment.loss_fn(exp),
-                             trainer.dropout_key(config))
-  state, _ = experiment.create_state(
-      exp, lambda p: stepper.optimizer(0, p), jax.random.key(config.seed))
-  state = stepper.enter(0, state)
+  task = tasks.get(config)
+  exp = experiment.Experiment(
+      config, "", mesh, {}, None,
+      experiment.build_model(task, config, VOCAB, {}), task)
+  abstract = experiment.abstract_params(exp)
+  plan = param_groups.make_plan(config, abstract)
+  tx = param_groups.make_optimizer(plan, config, 0, abstract)
+  state, _ = experiment.create_state(exp, lambda p: tx,
+                                     jax.random.key(config.seed))
+  step_fn = trainer.jit_train_step(
+      exp, plan, exp.task.make_loss(exp.model, config), tx, state, 0)
+  rng = trainer.dropout_key(config)
   # Every optimizer leaf shaped like a param is sharded like it.
   param_specs = {k: v.sharding.spec for k, v in
                  traverse_util.flatten_dict(state.params).items()}
@@ -111,9 +128,9 @@ def run_layout(config, devices, batches):
   for b in batches:
     gb = parallel.global_batch(b, mesh)
     if compiled is None:  # the step the trainer runs, compiled once
-      compiled = stepper.step_fn.lower(state, gb, stepper.rng).compile()
+      compiled = step_fn.lower(state, gb, rng).compile()
       hlo = compiled.as_text()
-    state, metrics = compiled(state, gb, stepper.rng)
+    state, metrics = compiled(state, gb, rng)
     m = jax.device_get(metrics)
     losses.append(float(m["loss"]) / float(m["tokens"]))
   summary = {
@@ -163,14 +180,13 @@ def _parse(value: str):
 
 def train(workdir: str, data_dir: str, steps: int, coordinator=None,
           num_processes=None, process_id=None, **overrides) -> None:
-  """The tiny experiment through the real trainer; dumps this process's
+  """tiny_config through the real trainer; dumps this process's
   copy of the params to WORKDIR/params.<process>.npz."""
   parallel.initialize_distributed(
       coordinator, None if num_processes is None else int(num_processes),
       None if process_id is None else int(process_id))
   jax.config.update("jax_default_matmul_precision", "float32")
-  c = tiny.get_config()
-  c.dataset = "text_files"
+  c = tiny_config({})
   c.text_files.update({s: os.path.join(data_dir, f"{s}.tsv")
                        for s in ("train", "validation", "test")})
   c.update(num_train_steps=steps, checkpoint_every=3, eval_every=1000,

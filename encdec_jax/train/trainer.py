@@ -88,6 +88,21 @@ def _describe_groups(plan, params, step: int) -> str:
   return "parameter groups: " + ", ".join(parts)
 
 
+def jit_train_step(exp, plan, loss_fn, tx, state, step: int):
+  """The train step of `step`'s stage, jitted as the trainer runs it: params
+  sharded by their logical axes, optimizer state like its params, batches
+  over the data axes, the state donated. (state, batch, rng) -> (state,
+  metrics)."""
+  replicated = parallel.replicated(exp.mesh)
+  shardings = parallel.state_shardings(state, exp.mesh,
+                                       parallel.axis_rules(exp.config))
+  return jax.jit(
+      step_lib.bind_train_step(loss_fn, tx, plan, exp.config, step),
+      in_shardings=(shardings, parallel.batch_sharding(exp.mesh), replicated),
+      out_shardings=(shardings, replicated),
+      donate_argnums=0)
+
+
 class _Stepper:
   """The jitted train step of the current unfreezing stage.
 
@@ -110,7 +125,6 @@ class _Stepper:
     if training == self.training:
       return state
     tx = self.optimizer(step, state.params)
-    replicated = parallel.replicated(self.exp.mesh)
     rules = parallel.axis_rules(self.exp.config)
     if self.training is not None:
       opt_state = param_groups.migrate_opt_state(state.opt_state, tx,
@@ -120,15 +134,8 @@ class _Stepper:
           state, self.exp.mesh, rules))
       mw.log(f"step {step}: now training {sorted(training)}")
     self.training = training
-    # Params by their logical axes, optimizer state like its params.
-    shardings = parallel.state_shardings(state, self.exp.mesh, rules)
-    self.step_fn = jax.jit(
-        step_lib.bind_train_step(self.loss_fn, tx, self.plan,
-                                 self.exp.config, step),
-        in_shardings=(shardings, parallel.batch_sharding(self.exp.mesh),
-                      replicated),
-        out_shardings=(shardings, replicated),
-        donate_argnums=0)
+    self.step_fn = jit_train_step(self.exp, self.plan, self.loss_fn, tx,
+                                  state, step)
     return state
 
   def __call__(self, state, batch):
