@@ -17,8 +17,7 @@ import jax
 
 from encdec_jax.models.contract import Encoded
 from encdec_jax.nn.config import TransformerConfig
-from encdec_jax.nn.transformer import (PAD_ID, TransformerDecoder,
-                                       TransformerEncoder)
+from encdec_jax.nn.transformer import TransformerDecoder, TransformerEncoder
 
 
 class EncoderDecoder(nn.Module):
@@ -36,13 +35,16 @@ class EncoderDecoder(nn.Module):
              deterministic: bool = True) -> Encoded:
     hidden_BxSxD = self.encoder(inputs_BxS, token_types_BxS,
                                 deterministic=deterministic)
-    return Encoded(hidden_BxSxD=hidden_BxSxD, mask_BxS=inputs_BxS != PAD_ID)
+    return Encoded(hidden_BxSxD=hidden_BxSxD,
+                   mask_BxS=inputs_BxS != self.config.pad_id,
+                   ids_BxS=inputs_BxS if self.config.copy else None)
 
   def decode(self, targets_BxT, encoded: Encoded, *, decode: bool = False,
              deterministic: bool = True) -> jax.Array:
     """Logits BxTxV for shifted-right targets; decode: Bx1, `cache` mutable."""
     return self.decoder(targets_BxT, encoded.hidden_BxSxD, encoded.mask_BxS,
-                        decode=decode, deterministic=deterministic)
+                        decode=decode, deterministic=deterministic,
+                        source_ids_BxS=encoded.ids_BxS)
 
   def __call__(self, inputs_BxS, targets_in_BxT, *, token_types_BxS=None,
                deterministic: bool = True) -> jax.Array:

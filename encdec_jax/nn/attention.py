@@ -12,6 +12,7 @@ from jax import lax
 
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.dropout import Dropout
+from encdec_jax.nn.relative_position import relative_position_bias
 
 
 def padding_mask(q_valid_BxT: jax.Array, kv_valid_BxS: jax.Array) -> jax.Array:
@@ -36,6 +37,7 @@ class MultiHeadAttention(nn.Module):
   """Projections and scaled dot-product attention for self/cross attention.
 
   Params: query/key/value (D -> heads x head_dim), out (heads x head_dim -> D).
+  config.scale_attention=False leaves the dot products unscaled (T5).
   """
   config: TransformerConfig
 
@@ -52,12 +54,19 @@ class MultiHeadAttention(nn.Module):
     self.attention_dropout = Dropout(rate=cfg.attention_dropout_rate)
 
   def attend(self, q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS, *,
-             deterministic: bool) -> jax.Array:
-    """Attention of projected queries over projected keys/values -> BxTxD."""
-    q_BxTxHxK = q_BxTxHxK * q_BxTxHxK.shape[-1] ** -0.5
+             deterministic: bool, bias_1xHxTxS=None,
+             return_weights: bool = False) -> jax.Array:
+    """Attention of projected queries over projected keys/values -> BxTxD.
+    bias_1xHxTxS (float32, e.g. relative positions) is added to the logits
+    before masking. return_weights: (BxTxD, the weights BxHxTxS before
+    dropout), for a copy head's pointer (nn/copy_head.py)."""
+    if self.config.scale_attention:
+      q_BxTxHxK = q_BxTxHxK * q_BxTxHxK.shape[-1] ** -0.5
     logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
     # Softmax in float32: bfloat16 exponentials lose too much precision.
     logits_BxHxTxS = logits_BxHxTxS.astype(jnp.float32)
+    if bias_1xHxTxS is not None:
+      logits_BxHxTxS = logits_BxHxTxS + bias_1xHxTxS
     if mask_Bx1xTxS is not None:
       big_negative = jnp.finfo(jnp.float32).min
       logits_BxHxTxS = jnp.where(mask_Bx1xTxS, logits_BxHxTxS, big_negative)
@@ -65,9 +74,12 @@ class MultiHeadAttention(nn.Module):
     # For heatmaps: apply(..., mutable=["intermediates"]) collects them; a
     # no-op (and free) otherwise.
     self.sow("intermediates", "attention_weights", weights_BxHxTxS)
+    sown_BxHxTxS = weights_BxHxTxS
     weights_BxHxTxS = self.attention_dropout(
         weights_BxHxTxS, deterministic=deterministic)
     out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", weights_BxHxTxS, v_BxSxHxK)
+    if return_weights:
+      return self.out(out_BxTxHxK), sown_BxHxTxS
     return self.out(out_BxTxHxK)
 
 
@@ -77,14 +89,23 @@ class SelfAttention(MultiHeadAttention):
   Cache variables (collection `cache`): cached_key/cached_value BxLxHxK and
   cache_index (next position to write). The init call with decode=True sees the
   full-length input and so creates a cache of that length.
+
+  relative_table_NxH (the stack's T5 relative position table, or None) adds
+  the bias of each query/key distance; `bidirectional` picks its buckets
+  (False for a causal stack). With decode=True the query is at cache_index
+  and the keys are the cache's positions 0..L-1.
   """
+  bidirectional: bool = True
 
   @nn.compact
   def __call__(self, x_BxTxD, mask_Bx1xTxT=None, *, decode: bool = False,
-               deterministic: bool = True) -> jax.Array:
+               deterministic: bool = True,
+               relative_table_NxH=None) -> jax.Array:
     q_BxTxHxK = self.query(x_BxTxD)
     k_BxTxHxK = self.key(x_BxTxD)
     v_BxTxHxK = self.value(x_BxTxD)
+    length = x_BxTxD.shape[1]
+    query_pos_T = key_pos_S = jnp.arange(length)
     if decode:
       is_initialized = self.has_variable("cache", "cached_key")
       cached_key = self.variable("cache", "cached_key", jnp.zeros,
@@ -109,8 +130,15 @@ class SelfAttention(MultiHeadAttention):
         # The single query sees the cache up to and including itself.
         step_mask_1x1x1xL = (jnp.arange(max_len) <= index)[None, None, None]
         mask_Bx1xTxT = combine_masks(mask_Bx1xTxT, step_mask_1x1x1xL)
+        query_pos_T, key_pos_S = index[None], jnp.arange(max_len)
+    bias_1xHxTxS = None
+    if relative_table_NxH is not None:
+      bias_1xHxTxS = relative_position_bias(
+          relative_table_NxH, query_pos_T, key_pos_S,
+          bidirectional=self.bidirectional,
+          max_distance=self.config.relative_position_max_distance)
     return self.attend(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask_Bx1xTxT,
-                       deterministic=deterministic)
+                       deterministic=deterministic, bias_1xHxTxS=bias_1xHxTxS)
 
 
 class CrossAttention(MultiHeadAttention):
@@ -123,7 +151,9 @@ class CrossAttention(MultiHeadAttention):
 
   @nn.compact
   def __call__(self, x_BxTxD, memory_BxSxD, mask_Bx1xTxS=None, *,
-               decode: bool = False, deterministic: bool = True) -> jax.Array:
+               decode: bool = False, deterministic: bool = True,
+               return_weights: bool = False) -> jax.Array:
+    """BxTxD, or with return_weights (BxTxD, weights BxHxTxS)."""
     q_BxTxHxK = self.query(x_BxTxD)
     if decode and self.has_variable("cache", "cached_key"):
       k_BxSxHxK, v_BxSxHxK = self._cached_memory_projections(memory_BxSxD)
@@ -137,7 +167,8 @@ class CrossAttention(MultiHeadAttention):
                       v_BxSxHxK.dtype)
         self.variable("cache", "is_filled", lambda: jnp.array(False))
     return self.attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS,
-                       deterministic=deterministic)
+                       deterministic=deterministic,
+                       return_weights=return_weights)
 
   def _cached_memory_projections(self, memory_BxSxD):
     cached_key = self.variable("cache", "cached_key")

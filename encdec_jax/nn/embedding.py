@@ -7,6 +7,7 @@ from jax import lax
 
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.dropout import Dropout
+from encdec_jax.nn.norms import make_norm
 
 
 def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
@@ -15,6 +16,20 @@ def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
   inv_timescales = 1.0 / 10_000 ** (np.arange(dim // 2) / (dim // 2 - 1 or 1))
   angles_LxH = positions_Lx1 * inv_timescales[None, :]
   return np.concatenate([np.sin(angles_LxH), np.cos(angles_LxH)], axis=1)
+
+
+def marian_sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
+  """max_len x dim float32 in Hugging Face Marian's layout (its
+  MarianSinusoidalPositionalEmbedding, computed the same way in float64, so
+  bit-identical): column j < dim/2 is sin(p / 10000^(2j/dim)), column
+  dim/2 + j the cos of the same angle."""
+  angles = np.array([[pos / np.power(10000, 2 * (j // 2) / dim)
+                      for j in range(dim)] for pos in range(max_len)])
+  out = np.empty((max_len, dim), np.float32)
+  sentinel = dim // 2 if dim % 2 == 0 else dim // 2 + 1
+  out[:, :sentinel] = np.sin(angles[:, 0::2]).astype(np.float32)
+  out[:, sentinel:] = np.cos(angles[:, 1::2]).astype(np.float32)
+  return out
 
 
 def make_token_embed(config: TransformerConfig, vocab_size: int) -> nn.Embed:
@@ -27,7 +42,9 @@ def make_token_embed(config: TransformerConfig, vocab_size: int) -> nn.Embed:
 
 
 class PositionEmbedding(nn.Module):
-  """1xLxD position embeddings, sinusoidal (no params) or learned.
+  """1xLxD position embeddings, sinusoidal (no params, either layout) or
+  learned (max_len + config.position_offset rows; position p reads row
+  p + position_offset, as BART's offset of 2).
 
   With decode=True the single step's position is read from (and advanced in)
   `cache/cache_index`, as the Flax WMT example's AddPositionEmbs does.
@@ -39,10 +56,16 @@ class PositionEmbedding(nn.Module):
     cfg = self.config
     if length > cfg.max_len:
       raise ValueError(f"Sequence length {length} > max_len={cfg.max_len}.")
+    offset = 0
     if cfg.position_embedding == "learned":
+      offset = cfg.position_offset
       table_LxD = self.param("pos_embedding",
                              nn.initializers.normal(stddev=0.02),
-                             (cfg.max_len, cfg.emb_dim), cfg.param_dtype)
+                             (cfg.max_len + offset, cfg.emb_dim),
+                             cfg.param_dtype)
+    elif cfg.position_embedding == "sinusoidal_marian":
+      table_LxD = jnp.asarray(
+          marian_sinusoidal_table(cfg.max_len, cfg.emb_dim), cfg.param_dtype)
     else:
       table_LxD = jnp.asarray(sinusoidal_table(cfg.max_len, cfg.emb_dim),
                               cfg.param_dtype)
@@ -54,8 +77,8 @@ class PositionEmbedding(nn.Module):
       if is_initialized:  # One real step: the position is the step index.
         index = cache_index.value
         cache_index.value = index + 1
-        return lax.dynamic_slice_in_dim(table_LxD, index, 1)[None]
-    return table_LxD[None, :length]
+        return lax.dynamic_slice_in_dim(table_LxD, index + offset, 1)[None]
+    return table_LxD[None, offset:offset + length]
 
 
 class Embedder(nn.Module):
@@ -73,16 +96,15 @@ class Embedder(nn.Module):
     cfg = self.config
     if self.shared_token_embed is None:
       self.token_embed = make_token_embed(cfg, self.vocab_size)
-    self.position_embed = PositionEmbedding(cfg)
+    if cfg.position_embedding != "none":
+      self.position_embed = PositionEmbedding(cfg)
     if self.num_token_types > 0:
       self.token_type_embed = nn.Embed(
           num_embeddings=self.num_token_types, features=cfg.emb_dim,
           dtype=cfg.dtype, param_dtype=cfg.param_dtype,
           embedding_init=nn.initializers.normal(stddev=0.02))
     if cfg.embedding_layernorm:
-      self.embedding_norm = nn.LayerNorm(
-          epsilon=cfg.layernorm_epsilon, dtype=cfg.dtype,
-          param_dtype=cfg.param_dtype)
+      self.embedding_norm = make_norm(cfg)
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def _token_table(self) -> nn.Embed:
@@ -96,7 +118,9 @@ class Embedder(nn.Module):
     x_BxLxD = self._token_table()(tokens_BxL)
     if cfg.scale_embeddings:
       x_BxLxD = x_BxLxD * cfg.emb_dim ** 0.5
-    x_BxLxD = x_BxLxD + self.position_embed(tokens_BxL.shape[1], decode=decode)
+    if cfg.position_embedding != "none":
+      x_BxLxD = x_BxLxD + self.position_embed(tokens_BxL.shape[1],
+                                              decode=decode)
     if self.num_token_types > 0:
       if token_types_BxL is None:
         token_types_BxL = jnp.zeros_like(tokens_BxL)
@@ -108,8 +132,13 @@ class Embedder(nn.Module):
     return self.dropout(x_BxLxD, deterministic=deterministic)
 
   def attend(self, x_BxLxD) -> jax.Array:
-    """Tied logits BxLxV: dot products with every token embedding."""
+    """Tied logits BxLxV: dot products with every token embedding.
+
+    Rescaled by emb_dim^-0.5 iff config.scale_decoder_outputs is None and
+    not scale_embeddings (the table is ~N(0, 1)); with scale_decoder_outputs
+    set, the decoder scales its output itself (or not) before this."""
+    cfg = self.config
     logits_BxLxV = self._token_table().attend(x_BxLxD)
-    if not self.config.scale_embeddings:  # Table is ~N(0, 1): rescale to O(1).
-      logits_BxLxV = logits_BxLxV * self.config.emb_dim ** -0.5
+    if cfg.scale_decoder_outputs is None and not cfg.scale_embeddings:
+      logits_BxLxV = logits_BxLxV * cfg.emb_dim ** -0.5
     return logits_BxLxV

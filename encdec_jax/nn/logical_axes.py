@@ -28,6 +28,8 @@ _BY_OWNER = {
     ("out", "bias"): ("embed",),
     ("intermediate", "kernel"): ("embed", "mlp"),
     ("intermediate", "bias"): ("mlp",),
+    ("intermediate_linear", "kernel"): ("embed", "mlp"),  # gated MLP
+    ("intermediate_linear", "bias"): ("mlp",),
     ("output", "kernel"): ("mlp", "embed"),
     ("output", "bias"): ("embed",),
     ("token_embed", "embedding"): ("vocab", "embed"),
@@ -35,6 +37,12 @@ _BY_OWNER = {
     ("position_embed", "pos_embedding"): (None, "embed"),
     ("logits_dense", "kernel"): ("embed", "vocab"),
     ("logits_dense", "bias"): ("vocab",),
+}
+# Parameters of a Transformer stack itself (owner "encoder" / "decoder" or
+# the stack's own module), outside its blocks.
+_STACK = {
+    ("relative_position_bias", "embedding"): (None, "heads"),  # T5
+    ("decoder", "final_logits_bias"): ("vocab",),  # BART, Marian
 }
 _NORMS = ("attention_norm", "mlp_norm", "self_attention_norm",
           "cross_attention_norm", "encoder_norm", "decoder_norm",
@@ -56,6 +64,8 @@ def logical_axes(path: tuple, shape: tuple) -> tuple:
       axes = _BY_OWNER[owner, name]
     elif in_block and owner in _NORMS:
       axes = ("norm",)
+    elif (owner, name) in _STACK:
+      axes = _STACK[owner, name]
   if axes is None:
     return (None,) * len(shape)
   if len(shape) == len(axes) + 1 and "layers" in path:

@@ -10,6 +10,15 @@ Param layout (what checkpoint converters map to):
                       cross_attention_norm, mlp, mlp_norm}
   decoder/decoder_norm                                   (pre-LN only)
   decoder/logits_dense                         (logits_via_embedding=False only)
+  decoder/final_logits_bias                      (config.final_logits_bias only)
+  decoder/copy_head/gate                     (config.copy only; nn/copy_head.py)
+  {encoder,decoder}/relative_position_bias/embedding
+                                     (config.relative_position_buckets > 0 only)
+  .../mlp/intermediate_linear                         (config.mlp_gated only)
+
+Norms are LayerNorm or RMSNorm (config.norm; RMSNorm has a scale only). The
+decoder's blocks use config.decoder_config() (num_decoder_heads,
+decoder_mlp_dim).
 
 With config.scan_layers the layers of a stack are one nn.scan: `layers/...`
 (no index) with a leading num_layers axis on every leaf, in place of
@@ -25,21 +34,24 @@ import jax.numpy as jnp
 from encdec_jax.nn.attention import (CrossAttention, SelfAttention, causal_mask,
                                      combine_masks, padding_mask)
 from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.nn.copy_head import CopyHead, pointer_from_cross_attention
 from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.embedding import Embedder
+from encdec_jax.nn.norms import make_norm
+from encdec_jax.nn.relative_position import RelativePositionTable
 
-PAD_ID = 0  # Also the decoder start token (Flax WMT convention).
+# Also the decoder start token (Flax WMT convention); a config may name
+# others (TransformerConfig.pad_id, decoder_start_id).
+PAD_ID = 0
 
 ACTIVATION_FNS = {
     "relu": jax.nn.relu,
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # BERT's exact erf.
     "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "silu": jax.nn.silu,  # swish (Marian)
 }
 
-
-def _layer_norm(cfg: TransformerConfig) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=cfg.layernorm_epsilon, dtype=cfg.dtype,
-                      param_dtype=cfg.param_dtype)
+_layer_norm = make_norm  # LayerNorm or RMSNorm, by config.norm
 
 
 def residual(x_BxLxD, sublayer: Callable[[jax.Array], jax.Array],
@@ -54,17 +66,21 @@ def residual(x_BxLxD, sublayer: Callable[[jax.Array], jax.Array],
 
 
 class Mlp(nn.Module):
-  """Position-wise feed-forward: D -> mlp_dim -> activation -> D."""
+  """Position-wise feed-forward: D -> mlp_dim -> activation -> D; gated
+  (config.mlp_gated): activation(intermediate(x)) * intermediate_linear(x)."""
   config: TransformerConfig
 
   @nn.compact
   def __call__(self, x_BxLxD) -> jax.Array:
     cfg = self.config
     dense = lambda features, name: nn.Dense(
-        features, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+        features, use_bias=cfg.mlp_bias, dtype=cfg.dtype,
+        param_dtype=cfg.param_dtype,
         kernel_init=nn.initializers.xavier_uniform(), name=name)
     h_BxLxF = ACTIVATION_FNS[cfg.activation](
         dense(cfg.mlp_dim, "intermediate")(x_BxLxD))
+    if cfg.mlp_gated:
+      h_BxLxF = h_BxLxF * dense(cfg.mlp_dim, "intermediate_linear")(x_BxLxD)
     return dense(cfg.emb_dim, "output")(h_BxLxF)
 
 
@@ -74,19 +90,20 @@ class EncoderBlock(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.attention = SelfAttention(cfg)
+    self.attention = SelfAttention(cfg, bidirectional=not cfg.causal)
     self.attention_norm = _layer_norm(cfg)
     self.mlp = Mlp(cfg)
     self.mlp_norm = _layer_norm(cfg)
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
-  def __call__(self, x_BxSxD, mask_Bx1xSxS, decode: bool = False,
-               deterministic: bool = True):
+  def __call__(self, x_BxSxD, mask_Bx1xSxS, relative_table_NxH=None,
+               decode: bool = False, deterministic: bool = True):
     sublayer = lambda f, x, norm: residual(
         x, f, norm, self.dropout, pre_layernorm=self.config.pre_layernorm,
         deterministic=deterministic)
-    attend = lambda x: self.attention(x, mask_Bx1xSxS, decode=decode,
-                                      deterministic=deterministic)
+    attend = lambda x: self.attention(
+        x, mask_Bx1xSxS, decode=decode, deterministic=deterministic,
+        relative_table_NxH=relative_table_NxH)
     x_BxSxD = sublayer(attend, x_BxSxD, self.attention_norm)
     return sublayer(self.mlp, x_BxSxD, self.mlp_norm)
 
@@ -97,7 +114,7 @@ class DecoderBlock(nn.Module):
 
   def setup(self):
     cfg = self.config
-    self.self_attention = SelfAttention(cfg)
+    self.self_attention = SelfAttention(cfg, bidirectional=False)
     self.self_attention_norm = _layer_norm(cfg)
     self.cross_attention = CrossAttention(cfg)
     self.cross_attention_norm = _layer_norm(cfg)
@@ -106,19 +123,31 @@ class DecoderBlock(nn.Module):
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def __call__(self, y_BxTxD, memory_BxSxD, self_mask_Bx1xTxT,
-               cross_mask_Bx1xTxS, decode: bool = False,
-               deterministic: bool = True) -> jax.Array:
+               cross_mask_Bx1xTxS, relative_table_NxH=None,
+               decode: bool = False, deterministic: bool = True) -> jax.Array:
     sublayer = lambda f, y, norm: residual(
         y, f, norm, self.dropout, pre_layernorm=self.config.pre_layernorm,
         deterministic=deterministic)
     self_attend = lambda y: self.self_attention(
-        y, self_mask_Bx1xTxT, decode=decode, deterministic=deterministic)
-    cross_attend = lambda y: self.cross_attention(
-        y, memory_BxSxD, cross_mask_Bx1xTxS, decode=decode,
-        deterministic=deterministic)
+        y, self_mask_Bx1xTxT, decode=decode, deterministic=deterministic,
+        relative_table_NxH=relative_table_NxH)
+    copy, cross_weights = self.config.copy, []
+
+    def cross_attend(y):  # with config.copy, keeps the weights for the pointer
+      out = self.cross_attention(
+          y, memory_BxSxD, cross_mask_Bx1xTxS, decode=decode,
+          deterministic=deterministic, return_weights=copy)
+      if copy:
+        out, weights_BxHxTxS = out
+        cross_weights.append(weights_BxHxTxS)
+      return out
+
     y_BxTxD = sublayer(self_attend, y_BxTxD, self.self_attention_norm)
     y_BxTxD = sublayer(cross_attend, y_BxTxD, self.cross_attention_norm)
-    return sublayer(self.mlp, y_BxTxD, self.mlp_norm)
+    y_BxTxD = sublayer(self.mlp, y_BxTxD, self.mlp_norm)
+    # config.copy: (output, cross-attention weights BxHxTxS); run_stack
+    # stacks the weights of all layers.
+    return (y_BxTxD, cross_weights[0]) if copy else y_BxTxD
 
 
 REMAT_POLICIES = {
@@ -129,11 +158,13 @@ REMAT_POLICIES = {
 
 
 def _carry_form(block):
-  """`block` returning (output, None), as nn.scan's body must."""
+  """`block` returning (output, None), as nn.scan's body must; a block
+  that returns (output, extra) already keeps it (extras stack per layer)."""
 
   class Scanned(block):
     def __call__(self, x, *args):
-      return super().__call__(x, *args), None
+      out = super().__call__(x, *args)
+      return out if isinstance(out, tuple) else (out, None)
 
   Scanned.__name__ = block.__name__
   return Scanned
@@ -144,16 +175,17 @@ def make_stack(block, cfg: TransformerConfig, num_layers: int):
   (`layers_{i}`), or with cfg.scan_layers one nn.scan over stacked params.
 
   Blocks are called positionally, (x, *arrays, decode, deterministic), so
-  that nn.remat can keep the two flags static.
+  that nn.remat can keep the two flags static. The arrays end with the
+  stack's relative position table (or None).
   """
   cls = _carry_form(block) if cfg.scan_layers else block
   if cfg.remat != "none":
-    num_args = {EncoderBlock: 4, DecoderBlock: 6}[block]  # with self
+    num_args = {EncoderBlock: 5, DecoderBlock: 7}[block]  # with self
     cls = nn.remat(cls, policy=REMAT_POLICIES[cfg.remat],
                    static_argnums=(num_args - 1, num_args))
   if not cfg.scan_layers:
     return [cls(cfg) for _ in range(num_layers)]
-  num_broadcast = {EncoderBlock: 3, DecoderBlock: 5}[block]
+  num_broadcast = {EncoderBlock: 4, DecoderBlock: 6}[block]
   return nn.scan(cls, variable_axes={"params": 0, "cache": 0,
                                      "intermediates": 0},
                  split_rngs={"params": True, "dropout": True},
@@ -162,12 +194,19 @@ def make_stack(block, cfg: TransformerConfig, num_layers: int):
 
 
 def run_stack(layers, x, *args):
-  """x through the stack of make_stack; args end with decode, deterministic."""
+  """x through the stack of make_stack; args end with decode, deterministic.
+  Blocks that return (x, extra) (a copy decoder's cross-attention weights)
+  give (x, their extras stacked along a leading layer axis)."""
   if isinstance(layers, (list, tuple)):
+    extras = []
     for layer in layers:
       x = layer(x, *args)
-    return x
-  return layers(x, *args)[0]
+      if isinstance(x, tuple):
+        x, extra = x
+        extras.append(extra)
+    return (x, jnp.stack(extras)) if extras else x
+  x, extras = layers(x, *args)
+  return x if extras is None else (x, extras)
 
 
 class TransformerEncoder(nn.Module):
@@ -188,6 +227,9 @@ class TransformerEncoder(nn.Module):
     self.embedder = Embedder(cfg, vocab_size=cfg.vocab_size,
                              num_token_types=cfg.num_token_types)
     self.layers = make_stack(EncoderBlock, cfg, cfg.num_encoder_layers)
+    if cfg.relative_position_buckets:
+      self.relative_position_bias = RelativePositionTable(
+          cfg, num_heads=cfg.num_heads)
     if cfg.pre_layernorm:  # Pre-LN leaves the residual stream unnormalised.
       self.encoder_norm = _layer_norm(cfg)
 
@@ -200,14 +242,16 @@ class TransformerEncoder(nn.Module):
                        "encoder cannot run one step at a time.")
     mask_Bx1xSxS = None
     if mask_padding and not decode:
-      valid_BxS = inputs_BxS != PAD_ID
+      valid_BxS = inputs_BxS != cfg.pad_id
       mask_Bx1xSxS = padding_mask(valid_BxS, valid_BxS)
     if cfg.causal and not decode:  # With decode the KV cache is causal.
       mask_Bx1xSxS = combine_masks(mask_Bx1xSxS,
                                    causal_mask(inputs_BxS.shape[1]))
     x_BxSxD = self.embedder(inputs_BxS, token_types_BxS, decode=decode,
                             deterministic=deterministic)
-    x_BxSxD = run_stack(self.layers, x_BxSxD, mask_Bx1xSxS, decode,
+    table_NxH = (self.relative_position_bias()
+                 if cfg.relative_position_buckets else None)
+    x_BxSxD = run_stack(self.layers, x_BxSxD, mask_Bx1xSxS, table_NxH, decode,
                         deterministic)
     if cfg.pre_layernorm:
       x_BxSxD = self.encoder_norm(x_BxSxD)
@@ -220,6 +264,7 @@ class TransformerDecoder(nn.Module):
   Targets must be right-padded: the causal mask alone then keeps real positions
   from seeing padding (padding keys are not masked because the start token
   is the pad id). With decode=True, targets is Bx1 and `cache` must be mutable.
+  The blocks use config.decoder_config() (their own head count / MLP width).
   """
   config: TransformerConfig
   shared_token_embed: nn.Embed | None = None
@@ -228,30 +273,61 @@ class TransformerDecoder(nn.Module):
     cfg = self.config
     self.embedder = Embedder(cfg, vocab_size=cfg.decoder_vocab_size,
                              shared_token_embed=self.shared_token_embed)
-    self.layers = make_stack(DecoderBlock, cfg, cfg.num_decoder_layers)
+    block_cfg = cfg.decoder_config()
+    self.layers = make_stack(DecoderBlock, block_cfg, cfg.num_decoder_layers)
+    if cfg.relative_position_buckets:
+      self.relative_position_bias = RelativePositionTable(
+          cfg, num_heads=block_cfg.num_heads)
     if cfg.pre_layernorm:
       self.decoder_norm = _layer_norm(cfg)
     if not cfg.logits_via_embedding:
       self.logits_dense = nn.Dense(
-          cfg.decoder_vocab_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+          cfg.decoder_vocab_size, use_bias=cfg.logits_dense_bias,
+          dtype=cfg.dtype, param_dtype=cfg.param_dtype,
           kernel_init=nn.initializers.xavier_uniform())
+    if cfg.final_logits_bias:
+      self.logits_bias = self.param(
+          "final_logits_bias", nn.initializers.zeros,
+          (cfg.decoder_vocab_size,), cfg.param_dtype)
+    if cfg.copy:
+      self.copy_head = CopyHead(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
 
   def __call__(self, targets_BxT, memory_BxSxD, memory_valid_BxS, *,
-               decode: bool = False, deterministic: bool = True) -> jax.Array:
+               decode: bool = False, deterministic: bool = True,
+               source_ids_BxS=None) -> jax.Array:
+    """Logits BxTxV; with config.copy the log-probabilities of the copy
+    mixture (nn/copy_head.py) over source_ids_BxS, the encoder's input ids."""
     cfg = self.config
+    if cfg.copy and source_ids_BxS is None:
+      raise ValueError("config.copy needs source_ids_BxS (Encoded.ids_BxS).")
     # In decode mode the KV cache supplies the causal structure.
     self_mask_1x1xTxT = None if decode else causal_mask(targets_BxT.shape[1])
     cross_mask_Bx1x1xS = memory_valid_BxS[:, None, None, :]
     y_BxTxD = self.embedder(targets_BxT, decode=decode,
                             deterministic=deterministic)
+    table_NxH = (self.relative_position_bias()
+                 if cfg.relative_position_buckets else None)
+    inputs_BxTxD = y_BxTxD  # the copy head's p_gen reads them
     y_BxTxD = run_stack(self.layers, y_BxTxD, memory_BxSxD,
-                        self_mask_1x1xTxT, cross_mask_Bx1x1xS, decode,
-                        deterministic)
+                        self_mask_1x1xTxT, cross_mask_Bx1x1xS, table_NxH,
+                        decode, deterministic)
+    if cfg.copy:
+      y_BxTxD, cross_NxBxHxTxS = y_BxTxD
     if cfg.pre_layernorm:
       y_BxTxD = self.decoder_norm(y_BxTxD)
+    if cfg.scale_decoder_outputs:  # T5 with tied embeddings
+      y_BxTxD = y_BxTxD * cfg.emb_dim ** -0.5
     if cfg.logits_via_embedding:
       logits_BxTxV = self.embedder.attend(y_BxTxD)
     else:
       logits_BxTxV = self.logits_dense(y_BxTxD)
+    if cfg.final_logits_bias:
+      logits_BxTxV = logits_BxTxV + self.logits_bias.astype(
+          logits_BxTxV.dtype)
+    if cfg.copy:
+      pointer_BxTxS = pointer_from_cross_attention(
+          cross_NxBxHxTxS, cfg.copy_layer, cfg.copy_heads)
+      return self.copy_head(logits_BxTxV, y_BxTxD, inputs_BxTxD,
+                            memory_BxSxD, pointer_BxTxS, source_ids_BxS)
     # float32 so the softmax / cross-entropy downstream is full precision.
     return logits_BxTxV.astype(jnp.float32)

@@ -282,7 +282,9 @@ def make_t5(name, gen, *, gated, tied, d_model, d_kv, heads, d_ff, layers,
   tmp = tempfile.mkdtemp()
   sp_model = train_spm(os.path.join(tmp, "spiece"), 60,
                        pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
-  tokenizer = transformers.T5Tokenizer(vocab_file=sp_model, extra_ids=4)
+  # transformers 5 converts spiece.model to a tokenizers Unigram on load.
+  tokenizer = transformers.T5Tokenizer.from_pretrained(tmp, extra_ids=4)
+  assert len(tokenizer) == 64, len(tokenizer)
   # A model vocabulary larger than the tokenizer's (as t5's 32128 > 32100).
   vocab = len(tokenizer) + 6
   config = transformers.T5Config(
@@ -404,8 +406,22 @@ def make_marian(gen):
   shutil.rmtree(tmp)
 
 
+def relative_buckets():
+  """T5's bucket ids of relative positions -300..300 for the real models'
+  settings (32 buckets, max distance 128), both directions: PyTorch's
+  float32 log decides the bucket borders, so they are checked exactly."""
+  from transformers.models.t5.modeling_t5 import T5Attention
+  relative = torch.arange(-300, 301)
+  np.savez_compressed(
+      os.path.join(HERE, "t5_buckets.npz"), relative=relative.numpy(),
+      **{f"bidirectional_{b}": T5Attention._relative_position_bucket(
+          relative, bidirectional=b, num_buckets=32,
+          max_distance=128).numpy().astype(np.int8) for b in (True, False)})
+
+
 def main():
   torch.set_num_threads(1)
+  relative_buckets()
   gen = torch.Generator().manual_seed(20261129)
   make_t5("t5_v11", gen, gated=True, tied=False, d_model=16, d_kv=6, heads=3,
           d_ff=20, layers=2, dec_layers=3)
