@@ -27,38 +27,18 @@ run). Table, plot and heatmaps: experiments/README.md ("Attention vs. length").
 
 import ml_collections
 
-from experiments import number_translation
+from experiments import number_translation, rnn_translation
 
 ARMS = ("bottleneck", "attention", "transformer")
 
 
 def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/attention_vs_length.py:ARM).")
+  number_translation.check_arm(arm, ARMS, __file__)
   c = number_translation.get_config()
-  c.dataset = "number_translation/en_digits_1e15"
-  c.target_lang = "digits"
-  c.vocab_size = 256
-  c.max_source_length = 64
-  c.max_target_length = 24
-  c.bucket_boundaries = (8, 16, 24, 32, 40, 48, 64)
-  c.batch_size = 64
-  c.num_train_steps = 1500
-  c.warmup_steps = 100
-  c.learning_rate = 2e-3
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.max_decode_length = 24
-  c.num_decode_examples = 500
-  c.bleu_tokenize = "char"
-  if arm == "transformer":
-    c.model.update(num_encoder_layers=2, num_decoder_layers=2, max_len=64)
-  else:
-    c.model = ml_collections.ConfigDict(dict(
-        family="rnn", cell="lstm", bidirectional=True, emb_dim=128,
-        hidden_dim=192, num_encoder_layers=1, num_decoder_layers=1,
-        attention="additive" if arm == "attention" else "none",
-        attention_dim=192, dropout_rate=0.0, share_embeddings=True,
-        dtype="float32"))
+  c.update(dataset="number_translation/en_digits_1e15", target_lang="digits",
+           max_source_length=64, max_target_length=24, max_decode_length=24,
+           bucket_boundaries=(8, 16, 24, 32, 40, 48, 64), batch_size=64,
+           eval_every=500, checkpoint_every=500)
+  if arm != "transformer":  # the main job's 2+2 layers
+    c.model = rnn_translation.rnn_model(arm, hidden_dim=192, attention_dim=192)
   return c

@@ -29,9 +29,7 @@ ARMS = ("mlp", "conv")
 
 
 def get_config(arm: str = "conv") -> ml_collections.ConfigDict:
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/autoencoder_digits.py:ARM).")
+  number_translation.check_arm(arm, ARMS, __file__)
   c = number_translation.get_config()
   c.task = "autoencoder"
   c.dataset = "sklearn_digits"  # or "mnist" (TFDS; needs a download)
@@ -39,15 +37,10 @@ def get_config(arm: str = "conv") -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       family=arm, image_shape=(8, 8, 1), hidden_dims=(256, 128),
       conv_features=(32, 64), bottleneck_dim=16, dtype="float32"))
-  c.batch_size = 64
-  c.eval_batch_size = 512
-  c.learning_rate = 3e-3
-  c.warmup_steps = 100
-  c.num_train_steps = 1500  # validation MSE is lowest around here
-  c.weight_decay = 0.0
   c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
-  c.log_every = 250
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.num_eval_examples = -1
+  c.update(batch_size=64, eval_batch_size=512, learning_rate=3e-3,
+           weight_decay=0.0)
+  c.num_train_steps = 1500  # validation MSE is lowest around here
+  c.update(log_every=250, eval_every=500, checkpoint_every=500,
+           num_eval_examples=-1)
   return c

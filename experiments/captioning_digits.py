@@ -41,16 +41,14 @@ captioning").
 
 import ml_collections
 
-from experiments import number_translation
+from experiments import number_translation, rnn_translation
 
 ARMS = ("attention", "transformer")
 CANVAS = (16, 40)
 
 
 def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/captioning_digits.py:ARM).")
+  number_translation.check_arm(arm, ARMS, __file__)
   c = number_translation.get_config()
   c.task = "captioning"
   c.dataset = "captioned_digits"
@@ -58,33 +56,21 @@ def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
       height=CANVAS[0], width=CANVAS[1], min_digits=1, max_digits=4,
       min_gap=1, noise=0.1, num_train=20_000, num_validation=1_000,
       num_test=1_000, seed=0))
-  c.tokenizer = "sentencepiece"  # one piece per digit word
-  c.vocab_size = 32
+  c.vocab_size = 32  # SentencePiece: one piece per digit word
   c.max_target_length = 8  # 4 words + EOS fit; longer captions are cut
   c.max_source_length = 8  # unused (the inputs are images); <= model.max_len
   c.max_decode_length = 8
   image = dict(image_shape=(*CANVAS, 1), conv_features=(32, 64, 64))
   if arm == "attention":
-    c.model = ml_collections.ConfigDict(dict(
-        family="rnn", cell="lstm", bidirectional=False, emb_dim=64,
-        hidden_dim=256, num_encoder_layers=1, num_decoder_layers=1,
-        attention="additive", attention_dim=128, dropout_rate=0.0,
-        share_embeddings=False, dtype="float32", **image))
-  else:
-    c.model = ml_collections.ConfigDict(dict(
-        family="transformer", emb_dim=128, qkv_dim=128, mlp_dim=256,
-        num_heads=4, num_encoder_layers=0, num_decoder_layers=2, max_len=16,
-        dropout_rate=0.1, attention_dropout_rate=0.0, share_embeddings=False,
-        logits_via_embedding=True, dtype="float32", **image))
-  c.batch_size = 64
-  c.eval_batch_size = 500
-  c.learning_rate = 2e-3
-  c.warmup_steps = 100
-  c.num_train_steps = 1500
-  c.log_every = 100
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.num_eval_examples = -1
+    c.model = rnn_translation.rnn_model(
+        bidirectional=False, emb_dim=64, attention_dim=128,
+        share_embeddings=False, **image)
+  else:  # the main job's decoder stack, narrower, with dropout
+    c.model.update(family="transformer", mlp_dim=256, num_encoder_layers=0,
+                   max_len=16, dropout_rate=0.1, share_embeddings=False,
+                   **image)
+  c.update(batch_size=64, eval_batch_size=500, log_every=100, eval_every=500,
+           checkpoint_every=500, num_eval_examples=-1)
   c.num_decode_examples = -1  # the whole validation split (1,000 images)
   c.bleu_tokenize = "13a"  # words: a caption is a sequence of digit words
   return c

@@ -30,31 +30,22 @@ all-MiniLM-L6-v2").
 import ml_collections
 
 from encdec_jax.pretrained import minilm
-from experiments import number_classification
+from experiments import number_classification, number_translation
 
 ARMS = ("frozen", "finetune", "scratch")
 ENCODER = "encoders/minilm"  # python -m encdec_jax.pretrained.minilm DIR
 
 
 def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/minilm_classification.py:ARM).")
+  number_translation.check_arm(arm, ARMS, __file__)
   c = number_classification.get_config("scratch")
   c.dataset = "sentence_topics"
   c.num_train_examples = 200  # the few labels (the split has 1,000)
   c.max_source_length = 32  # the longest: 25 word pieces with [CLS], [SEP]
-  c.max_target_length = 32
-  c.bucket_boundaries = (16, 24, 32)
-  c.batch_size = 32
-  c.eval_batch_size = 200
-  c.num_train_steps = 200
-  c.warmup_steps = 20
-  c.eval_every = 100
-  c.checkpoint_every = 200
-  c.num_eval_examples = -1
+  c.update(max_target_length=32, bucket_boundaries=(16, 24, 32),
+           eval_batch_size=200, num_train_steps=200, warmup_steps=20,
+           eval_every=100, checkpoint_every=200)
   c.param_groups = (("encoder/.*", "encoder"), (".*", "head"))
-  c.group_optim = ml_collections.ConfigDict()
   if arm == "scratch":
     c.vocab_size = 512  # SentencePiece on the 1,000 training sentences
     return c

@@ -26,14 +26,12 @@ from experiments import sentence_embedding
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = sentence_embedding.get_config()
+  c = sentence_embedding.get_config()  # mean pooling, L2 norm
   c.model = ml_collections.ConfigDict(minilm.MODEL)
-  c.pooling = "mean"
   c.tokenizer = "wordpiece"  # the encoder's own, from its tokenizer.json
   c.init_encoder = "encoders/minilm"
-  c.max_source_length = minilm.MAX_SEQ_LENGTH
-  c.max_target_length = minilm.MAX_SEQ_LENGTH
-  c.bucket_boundaries = (16, 32, 64, 128, 256)
-  c.eval_batch_size = 64
+  c.update(max_source_length=minilm.MAX_SEQ_LENGTH,
+           max_target_length=minilm.MAX_SEQ_LENGTH,
+           bucket_boundaries=(16, 32, 64, 128, 256), eval_batch_size=64)
   c.num_train_steps = 0  # embed only; see minilm_classification.py to train
   return c

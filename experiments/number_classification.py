@@ -37,44 +37,18 @@ PRETRAINED = "runs/en_de"  # the main job's workdir
 
 
 def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/number_classification.py:ARM).")
-  base = number_translation.get_config()
-  c = ml_collections.ConfigDict()
-  c.seed = 0
+  number_translation.check_arm(arm, ARMS, __file__)
+  # The main job's data, SentencePiece settings (trained here on the
+  # unlabelled train texts) and model, so the translation encoder fits.
+  c = number_translation.get_config()
   c.task = "classification"
-  c.dataset = "number_translation/en_de"
-  c.data_dir = base.data_dir
   c.source_lang = "source"  # the English words
   c.label = "mod10"  # or "magnitude" (unbalanced: most numbers have 6 digits)
   c.classes = ()
-  c.text_files = ml_collections.ConfigDict(
-      {"train": "", "validation": "", "test": ""})
   c.num_train_examples = 300  # the few labels; -1 = the whole train split
-  c.tokenizer = "sentencepiece"  # trained on all (unlabelled) train texts
-  c.vocab_size = base.vocab_size
-  c.max_source_length = base.max_source_length
-  c.max_target_length = base.max_target_length
-  c.overlong = "truncate"
-  c.bucket_boundaries = base.bucket_boundaries
-  c.batch_size = 32
-  c.eval_batch_size = 256
-
-  # The translation model's encoder, so its weights fit.
-  c.model = base.model
   c.pooling = "mean"
-
-  c.learning_rate = 1e-3
-  c.warmup_steps = 50
-  c.schedule = "cosine"
-  c.num_train_steps = 600
-  c.adam_b1 = 0.9
-  c.adam_b2 = 0.98
-  c.weight_decay = 0.01
-  c.grad_clip_norm = 1.0
-  c.label_smoothing = 0.0
-
+  c.update(batch_size=32, learning_rate=1e-3, warmup_steps=50,
+           num_train_steps=600, label_smoothing=0.0)
   # Parameter groups (see encdec_jax/train/param_groups.py): one per encoder
   # layer, the embeddings, and the head, so layers can thaw one by one.
   c.param_groups = (
@@ -82,15 +56,9 @@ def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
       (r"encoder/layers_(\d+)/.*", r"encoder_\1"),
       ("encoder/encoder_norm/.*", "encoder_1"),  # belongs to the top layer
       (".*", "head"))
-  c.frozen_groups = ()
-  c.group_optim = ml_collections.ConfigDict()
-  c.layer_groups = ()
-  c.lr_decay_per_group = 1.0
-  c.unfreeze_every = 0
-
-  c.init_encoder = ""
-  c.init_encoder_trainable = False
-  c.init_encoder_strict = True
+  c.update(eval_every=200, checkpoint_every=600, keep_checkpoints=1,
+           num_decode_examples=0)
+  c.num_eval_examples = -1  # all 2,000 validation examples
   if arm in ("frozen", "ulmfit"):
     c.init_encoder = PRETRAINED
   if arm == "frozen":
@@ -101,16 +69,4 @@ def get_config(arm: str = "ulmfit") -> ml_collections.ConfigDict:
     c.layer_groups = ("head", "encoder_1", "encoder_0", "embeddings")
     c.lr_decay_per_group = 2.6
     c.unfreeze_every = 100
-
-  c.nan_policy = "stop"  # see number_translation.py
-  c.corrupt_checkpoint = "fallback"  # see number_translation.py
-  c.deterministic = True  # see number_translation.py
-  c.record_example_ids = False  # see number_translation.py
-  c.log_every = 50
-  c.eval_every = 200
-  c.checkpoint_every = 600
-  c.keep_checkpoints = 1
-  c.num_eval_examples = -1  # all 2,000 validation examples
-  c.num_decode_examples = 0
-  c.test_at_end = True
   return c

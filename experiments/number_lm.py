@@ -31,12 +31,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.lm_field = "source"  # the English words
   c.lm_prompts = ("", "three hundred and", "nine thousand,", "twelve")
   c.max_source_length = 8  # the (empty) source costs one token
-  c.model.update(num_encoder_layers=3, num_decoder_layers=0, max_len=64)
+  c.model.update(num_encoder_layers=3, num_decoder_layers=0)
   c.num_train_steps = 1000
   # No label smoothing: it teaches the model to give every token some mass,
   # and sampling at temperature 1 then emits that junk (with 0.1, only 28 %
   # of 1,000 samples were well-formed numbers).
   c.label_smoothing = 0.0
   c.decode.update(algorithm="sample", temperature=1.0)
-  c.test_at_end = True
   return c

@@ -15,6 +15,8 @@ match on the 2,000 test numbers (BLEU 99.95 on characters, chrF 99.95) after
 97.2 % on validation after 1.6 min. Curve: README.md "Results".
 """
 
+import os
+
 import ml_collections
 
 
@@ -137,3 +139,10 @@ def get_config() -> ml_collections.ConfigDict:
   # BLEU is 0 for any error; character BLEU grades near misses.
   c.bleu_tokenize = "char"  # decode the whole test split after the last step
   return c
+
+
+def check_arm(arm: str, arms: tuple, config_file: str) -> None:
+  """The error for an unknown arm in `--config=<config_file>:ARM`."""
+  if arm not in arms:
+    raise ValueError(f"unknown arm {arm!r}; use one of {arms} (--config="
+                     f"experiments/{os.path.basename(config_file)}:ARM).")

@@ -20,17 +20,11 @@ from experiments import number_translation
 
 def get_config():
   c = number_translation.get_config()
-  c.dataset = "number_translation/en_fr_1e12"
-  c.target_lang = "fr"
-  c.vocab_size = 512
-  c.max_source_length = 64
-  c.max_target_length = 64
-  c.bucket_boundaries = (16, 24, 32, 40, 48, 64)
-  c.model.update(num_encoder_layers=3, num_decoder_layers=3, max_len=64)
-  c.num_train_steps = 2000
-  c.warmup_steps = 200
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.max_decode_length = 64
+  c.update(dataset="number_translation/en_fr_1e12", target_lang="fr",
+           vocab_size=512, max_source_length=64, max_target_length=64,
+           max_decode_length=64, bucket_boundaries=(16, 24, 32, 40, 48, 64))
+  c.model.update(num_encoder_layers=3, num_decoder_layers=3)
+  c.update(num_train_steps=2000, warmup_steps=200, eval_every=500,
+           checkpoint_every=500)
   c.bleu_tokenize = "13a"  # French numbers are several words
   return c

@@ -22,16 +22,23 @@ from experiments import number_translation
 ARMS = ("attention", "bottleneck")
 
 
-def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/rnn_translation.py:ARM).")
-  c = number_translation.get_config()
-  c.model = ml_collections.ConfigDict(dict(
+def rnn_model(arm: str = "attention", **fields) -> ml_collections.ConfigDict:
+  """A bi-LSTM encoder and an LSTM decoder (one layer each) with additive
+  attention (`arm="attention"`) or only the encoder's final state
+  ("bottleneck"); `fields` override (cell="gru", sizes, a captioner's
+  image_shape and conv_features)."""
+  model = ml_collections.ConfigDict(dict(
       family="rnn", cell="lstm", bidirectional=True, emb_dim=128,
       hidden_dim=256, num_encoder_layers=1, num_decoder_layers=1,
       attention="additive" if arm == "attention" else "none",
       attention_dim=256, dropout_rate=0.0, share_embeddings=True,
       dtype="float32"))
-  c.num_train_steps = 1500
+  model.update(fields)
+  return model
+
+
+def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
+  number_translation.check_arm(arm, ARMS, __file__)
+  c = number_translation.get_config()
+  c.model = rnn_model(arm)
   return c

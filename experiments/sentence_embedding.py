@@ -30,13 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = number_translation.get_config()
   c.task = "embedding"
   c.pooling = "mean"  # "mean" | "first" | "attention"
-  c.contrastive_temperature = 0.05
-  c.batch_size = 128
-  c.num_train_steps = 600
-  c.warmup_steps = 50
-  c.learning_rate = 1e-3
-  c.label_smoothing = 0.0
+  c.update(contrastive_temperature=0.05, learning_rate=1e-3, warmup_steps=50,
+           num_train_steps=600, label_smoothing=0.0, eval_every=200,
+           checkpoint_every=200)
   c.num_eval_examples = -1  # retrieval among the whole validation split
-  c.eval_every = 200
-  c.checkpoint_every = 200
   return c

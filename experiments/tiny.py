@@ -12,48 +12,34 @@ regions of small captioned-digit canvases). Each takes well under a minute on a
 
 import ml_collections
 
-from experiments import number_translation
+from experiments import number_translation, rnn_translation
 
 ARMS = ("transformer", "rnn", "rnn_bottleneck", "lm", "embedding",
         "autoencoder", "captioning")
 
 
 def get_config(arm: str = "transformer"):
-  if arm not in ARMS:
-    raise ValueError(f"unknown arm {arm!r}; use one of {ARMS} "
-                     "(--config=experiments/tiny.py:ARM).")
+  number_translation.check_arm(arm, ARMS, __file__)
   c = number_translation.get_config()
-  c.dataset = "number_translation/digits_en_small"
-  c.tokenizer = "bytes"
-  c.max_source_length = 64
-  c.max_target_length = 64
-  c.bucket_boundaries = (16, 32, 64)
-  c.batch_size = 16
-  c.eval_batch_size = 32
+  c.update(dataset="number_translation/digits_en_small", tokenizer="bytes",
+           max_source_length=64, max_target_length=64, max_decode_length=64,
+           bucket_boundaries=(16, 32, 64), batch_size=16, eval_batch_size=32)
   c.model.update(emb_dim=32, qkv_dim=32, mlp_dim=64, num_heads=2,
-                 num_encoder_layers=1, num_decoder_layers=1, max_len=64)
-  c.num_train_steps = 20
-  c.warmup_steps = 5
-  c.log_every = 5
-  c.eval_every = 10
-  c.checkpoint_every = 10
-  c.num_eval_examples = 64
-  c.num_decode_examples = 32
-  c.max_decode_length = 64
-  if arm in ("rnn", "rnn_bottleneck"):
-    c.model = ml_collections.ConfigDict(dict(
-        family="rnn", cell="lstm" if arm == "rnn" else "gru",
-        bidirectional=True, emb_dim=32, hidden_dim=32, num_encoder_layers=1,
-        num_decoder_layers=1,
-        attention="additive" if arm == "rnn" else "none", attention_dim=32,
-        dropout_rate=0.0, share_embeddings=True, dtype="float32"))
+                 num_encoder_layers=1, num_decoder_layers=1)
+  c.update(num_train_steps=20, warmup_steps=5, log_every=5, eval_every=10,
+           checkpoint_every=10, num_eval_examples=64, num_decode_examples=32)
+  if arm == "rnn":
+    c.model = rnn_translation.rnn_model(emb_dim=32, hidden_dim=32,
+                                        attention_dim=32)
+  elif arm == "rnn_bottleneck":
+    c.model = rnn_translation.rnn_model("bottleneck", cell="gru", emb_dim=32,
+                                        hidden_dim=32, attention_dim=32)
   elif arm == "lm":
     c.task = "lm"
     c.lm_field = "target"  # the English words
     c.lm_prompts = ("", "twenty")
     c.label_smoothing = 0.0
     c.max_source_length = 16
-    c.bucket_boundaries = (16, 32, 64)
   elif arm == "embedding":
     c.task = "embedding"
     c.pooling = "attention"
@@ -75,15 +61,10 @@ def get_config(arm: str = "transformer"):
         height=10, width=36, min_digits=1, max_digits=4, min_gap=1,
         noise=0.1, num_train=256, num_validation=32, num_test=32, seed=0))
     c.tokenizer = "sentencepiece"  # one piece per digit word
-    c.vocab_size = 32
-    c.max_target_length = 8
-    c.max_decode_length = 8
-    c.bleu_tokenize = "13a"
-    c.model = ml_collections.ConfigDict(dict(
-        family="rnn", cell="lstm", bidirectional=False, emb_dim=16,
-        hidden_dim=32, num_encoder_layers=1, num_decoder_layers=1,
-        attention="additive", attention_dim=16, dropout_rate=0.0,
-        share_embeddings=False, dtype="float32", image_shape=(10, 36, 1),
-        conv_features=(4, 8)))
+    c.update(vocab_size=32, max_target_length=8, max_decode_length=8,
+             bleu_tokenize="13a")
+    c.model = rnn_translation.rnn_model(
+        bidirectional=False, emb_dim=16, hidden_dim=32, attention_dim=16,
+        share_embeddings=False, image_shape=(10, 36, 1), conv_features=(4, 8))
     c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
   return c

@@ -17,27 +17,15 @@ from experiments import number_translation
 
 def get_config():
   c = number_translation.get_config()
-  c.dataset = "wmt14_translate/de-en"
-  c.source_lang = "en"
-  c.target_lang = "de"
-  c.vocab_size = 32_000
-  c.max_source_length = 256
-  c.max_target_length = 256
-  c.bucket_boundaries = (32, 64, 96, 128, 192, 256)
-  c.batch_size = 256
-  c.eval_batch_size = 256
+  c.update(dataset="wmt14_translate/de-en", vocab_size=32_000,
+           max_source_length=256, max_target_length=256,
+           max_decode_length=256, bucket_boundaries=(32, 64, 96, 128, 192, 256),
+           batch_size=256, bleu_tokenize="13a")
   c.model.update(emb_dim=512, qkv_dim=512, mlp_dim=2048, num_heads=8,
                  num_encoder_layers=6, num_decoder_layers=6, max_len=256,
                  dropout_rate=0.1, attention_dropout_rate=0.1)
-  c.learning_rate = 1e-3
-  c.warmup_steps = 4000
-  c.schedule = "rsqrt"
-  c.num_train_steps = 100_000
-  c.log_every = 100
-  c.eval_every = 5000
-  c.checkpoint_every = 5000
-  c.num_eval_examples = -1
-  c.num_decode_examples = 1000
-  c.max_decode_length = 256
-  c.bleu_tokenize = "13a"
+  c.update(learning_rate=1e-3, warmup_steps=4000, schedule="rsqrt",
+           num_train_steps=100_000)
+  c.update(log_every=100, eval_every=5000, checkpoint_every=5000,
+           num_eval_examples=-1, num_decode_examples=1000)
   return c
