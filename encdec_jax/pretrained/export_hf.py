@@ -1,0 +1,104 @@
+r"""Our T5 / BART / Marian EncoderDecoder back to Hugging Face format:
+
+  python -m encdec_jax.pretrained.export_hf SRC OUT
+
+SRC is an import_hf directory, or a training workdir fine-tuned from one
+(--config.init_from=...; its latest checkpoint's params are written). OUT (a
+new directory) gets config.json, generation_config.json and the tokenizer
+files as import_hf found them, and model.safetensors with the tensors the
+family's table names (float32), so that
+
+  transformers.AutoModelForSeq2SeqLM.from_pretrained(OUT)
+  transformers.AutoTokenizer.from_pretrained(OUT)
+
+load it. An unchanged import exports bit for bit the tensors it was
+imported from (tests/test_pretrained_hf.py), when they were float32 and
+saved by transformers >= 5 (which writes no tied copies); older files'
+tied copies (encoder.embed_tokens, ...) and T5's unused
+EncDecAttention.relative_attention_bias are not written back.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+from encdec_jax.pretrained import hf as hf_lib
+from encdec_jax.pretrained import import_hf
+
+# What a fine-tuning workdir keeps of its pretrained origin (the trainer
+# copies it there): pretrained.json and hf/.
+ORIGIN = "pretrained"
+
+
+def export_params(params, meta: dict, hf_files_dir: str, out_dir: str) -> None:
+  """Writes `params` (our EncoderDecoder's) as a Hugging Face directory;
+  `meta` is the import's pretrained.json, hf_files_dir its hf/ folder."""
+  family = import_hf.FAMILIES[meta["family"]]
+  config = import_hf.config_from_fields(meta["model"])
+  tensors = hf_lib.export_tensors(params, family.weight_table(config))
+  if os.path.exists(out_dir) and os.listdir(out_dir):
+    raise FileExistsError(f"{out_dir} exists and is not empty")
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=".export_hf-", dir=parent)
+  try:
+    for name in sorted(os.listdir(hf_files_dir)):
+      shutil.copy2(os.path.join(hf_files_dir, name), os.path.join(tmp, name))
+    hf_lib.write_tensors(os.path.join(tmp, "model.safetensors"), tensors)
+    if os.path.exists(out_dir):
+      os.rmdir(out_dir)
+    os.replace(tmp, out_dir)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def origin_dir(src: str) -> str:
+  """The import_hf directory (pretrained.json + hf/) of SRC: SRC itself, or
+  a workdir's copy of it."""
+  if os.path.isfile(os.path.join(src, "pretrained.json")):
+    return src
+  copied = os.path.join(src, ORIGIN)
+  if os.path.isfile(os.path.join(copied, "pretrained.json")):
+    return copied
+  raise FileNotFoundError(
+      f"{src} is neither an import_hf directory nor a workdir fine-tuned "
+      "from one (no pretrained.json, no pretrained/pretrained.json)")
+
+
+def workdir_params(workdir: str):
+  """The params of a workdir's latest checkpoint."""
+  from encdec_jax.pretrained import finetune
+  return finetune.latest_params(workdir)
+
+
+def export_hf(src: str, out_dir: str) -> None:
+  origin = origin_dir(src)
+  meta = import_hf.read_meta(origin)
+  if origin == src:
+    _, params, _ = import_hf.load(src)
+  else:
+    params = workdir_params(src)
+  export_params(params, meta, os.path.join(origin, "hf"), out_dir)
+
+
+USAGE = ("usage: python -m encdec_jax.pretrained.export_hf "
+         "IMPORT_DIR_OR_WORKDIR OUT_DIR")
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) != 3 or any(a.startswith("-") for a in argv[1:]):
+    print(USAGE, file=sys.stderr)
+    return 2
+  try:
+    export_hf(argv[1], argv[2])
+  except (ImportError, ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(f"exported {argv[1]} to {argv[2]} (Hugging Face format: "
+        "AutoModelForSeq2SeqLM.from_pretrained loads it)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
