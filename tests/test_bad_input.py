@@ -11,7 +11,7 @@ import ml_collections
 import pytest
 
 from encdec_jax.data import tokenizer as tokenizer_lib
-from encdec_jax.train import config_checks, experiment, trainer
+from encdec_jax.train import config_checks, experiment
 from experiments import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,14 +94,14 @@ def test_every_shipped_config_passes_the_checks():
 @pytest.mark.parametrize("policy, value, message", [
     ("nan_policy", "ignore", "config.nan_policy='ignore' is not known"),
     ("dropout_prng", "mt19937", "config.dropout_prng='mt19937' is not known"),
-], ids=["nan_policy", "dropout_prng"])
+    ("corrupt_checkpoint", "skip",
+     "config.corrupt_checkpoint='skip' is not known"),
+], ids=["nan_policy", "dropout_prng", "corrupt_checkpoint"])
 def test_unknown_policy_names(policy, value, message):
   config = tiny.get_config()
   config[policy] = value
-  check = {"nan_policy": trainer.nan_policy,
-           "dropout_prng": trainer.dropout_key}[policy]
   with pytest.raises(ValueError, match=message):
-    check(config)
+    config_checks.check(config)  # before anything is read or written
 
 
 def test_mistyped_config_field_suggests_the_closest(tmp_path):

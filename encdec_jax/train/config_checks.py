@@ -10,6 +10,8 @@ have are skipped: the checks cover every task's configs.
 
 import math
 
+from encdec_jax import checkpoint
+
 # (field, lowest allowed value): integers.
 _INT_MINIMUMS = (
     ("num_train_steps", 0), ("warmup_steps", 0), ("batch_size", 1),
@@ -61,6 +63,15 @@ def _check_float(name: str, value, low: float, high: float,
                      f"{left}{low:g}, {high:g}{right}.")
 
 
+# (field, the names it accepts).
+NAN_POLICIES = ("stop", "skip")  # What a NaN/Inf loss or gradient does.
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")  # Dropout's generator.
+_CHOICES = (
+    ("nan_policy", NAN_POLICIES), ("dropout_prng", PRNG_IMPLS),
+    ("corrupt_checkpoint", checkpoint.CORRUPT_POLICIES),
+)
+
+
 # Fields whose lower bound is excluded (a learning rate of 0 trains nothing).
 _EXCLUSIVE_LOW = ("config.learning_rate", "config.contrastive_temperature",
                   "config.lr_decay_per_group", "config.model.layernorm_epsilon")
@@ -95,6 +106,10 @@ def check(config) -> None:
           f"config.{field}={config[field]} > config.model.max_len={max_len}, "
           "the longest sequence the model has positions for; raise "
           f"config.model.max_len or lower config.{field}.")
+  for field, choices in _CHOICES:
+    if config.get(field) is not None and config[field] not in choices:
+      raise ValueError(f"config.{field}={config[field]!r} is not known; use "
+                       f"one of {choices}.")
   boundaries = config.get("bucket_boundaries")
   if boundaries is not None and (not boundaries or min(boundaries) < 1):
     raise ValueError(f"config.bucket_boundaries={tuple(boundaries)} must be "

@@ -7,18 +7,20 @@ SIGINT/SIGTERM (Ctrl-C, a preemption notice) finish the current step, save,
 and exit cleanly.
 """
 
+import dataclasses
 import os
 import signal
 import time
+from typing import Any
 
 import jax
 
 from encdec_jax import checkpoint, parallel
-from encdec_jax.tasks import evaluation
 from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import param_groups
 from encdec_jax.train import step as step_lib
+from encdec_jax.train import tally as tally_lib
 
 
 class _StopRequest:
@@ -39,40 +41,6 @@ class _StopRequest:
   def restore(self):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
-
-
-NAN_POLICIES = ("stop", "skip")
-
-
-def nan_policy(config) -> str:
-  """What a non-finite loss/gradient does (train_step always skips its
-  update): "stop" the run, or "skip" the step, count it and go on."""
-  policy = config.get("nan_policy", "stop")
-  if policy not in NAN_POLICIES:
-    raise ValueError(f"config.nan_policy={policy!r} is not known; use one of "
-                     f"{NAN_POLICIES}.")
-  return policy
-
-
-def _nonfinite_steps(step_metrics: list[dict], last_step: int) -> list[int]:
-  """The steps (1-based, as logged) among `step_metrics` that were skipped."""
-  flags = jax.device_get([m["nonfinite"] for m in step_metrics])
-  first = last_step - len(step_metrics) + 1
-  return [first + i for i, bad in enumerate(flags) if bad]
-
-
-def _summarize_steps(step_metrics: list[dict]) -> tuple[dict, int]:
-  """Per-token means over the steps since the last log, and overlong count.
-
-  Fetching only here keeps the device busy between logs (async dispatch).
-  """
-  fetched = jax.device_get(step_metrics)
-  totals = {k: sum(m[k] for m in fetched)
-            for k in ("loss", "nll", "correct", "tokens") if k in fetched[0]}
-  latest = {k: v for k, v in fetched[-1].items()
-            if k.startswith(("grad_norm", "learning_rate"))}
-  return (evaluation.summarize(dict(totals, **latest)),
-          int(sum(m["overlong"] for m in fetched)))
 
 
 def _describe_groups(plan, params, step: int) -> str:
@@ -142,9 +110,6 @@ class _Stepper:
     return self.step_fn(state, batch, self.rng)
 
 
-PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
-
-
 def dropout_key(config) -> jax.Array:
   """The base key of dropout (folded with the step in train_step).
 
@@ -153,10 +118,7 @@ def dropout_key(config) -> jax.Array:
   threefry (MaxText uses it too); parameters are initialised with threefry
   either way.
   """
-  impl = config.get("dropout_prng", "threefry2x32")
-  if impl not in PRNG_IMPLS:
-    raise ValueError(f"config.dropout_prng={impl!r} is not known; use one of "
-                     f"{PRNG_IMPLS}.")
+  impl = config.get("dropout_prng", "threefry2x32")  # see config_checks
   return jax.random.key(config.seed + 1, impl=impl)
 
 
@@ -175,54 +137,6 @@ def request_determinism(config) -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
 
 
-CORRUPT_POLICIES = ("fallback", "error")
-
-
-def _first_line(error: Exception) -> str:
-  text = str(error).strip().splitlines()
-  return (text[0] if text else type(error).__name__)[:300]
-
-
-def _resume(exp, manager, make_state, meta):
-  """(state, data_state, step) of the newest readable checkpoint.
-
-  An unreadable step (truncated or tampered files) is an error under
-  config.corrupt_checkpoint="error"; under "fallback" it is moved to
-  <workdir>/unreadable_checkpoints/ with a warning and the next older step is
-  tried. A checkpoint of another experiment is always an error.
-  """
-  policy = exp.config.get("corrupt_checkpoint", "fallback")
-  if policy not in CORRUPT_POLICIES:
-    raise ValueError(f"config.corrupt_checkpoint={policy!r} is not known; "
-                     f"use one of {CORRUPT_POLICIES}.")
-  steps = sorted(manager.all_steps(), reverse=True)
-  for i, step in enumerate(steps):
-    where = os.path.join(str(manager.directory), str(step))
-    try:
-      saved_meta = checkpoint.read_meta(manager, step)
-    except Exception as e:  # orbax raises plain Exceptions for bad files
-      problem = e
-    else:
-      checkpoint.check_compatible(saved_meta, meta, str(manager.directory))
-      try:
-        state, data_state, _ = checkpoint.restore(manager, make_state(step),
-                                                  step)
-        return state, data_state, step
-      except Exception as e:
-        problem = e
-    older = steps[i + 1] if i + 1 < len(steps) else None
-    if policy == "error" or older is None:
-      raise ValueError(
-          f"checkpoint {where} cannot be read ({_first_line(problem)}); "
-          + ("move it away to resume from the one before, or set "
-             "--config.corrupt_checkpoint=fallback" if older is not None else
-             "no older checkpoint to fall back to: use a new --workdir"))
-    moved = checkpoint.set_aside(manager, step)
-    mw.log(f"WARNING: checkpoint {where} cannot be read "
-           f"({_first_line(problem)}); moved it to {moved} and resuming "
-           f"from step {older}")
-
-
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it has a checkpoint).
 
@@ -237,145 +151,199 @@ def train_and_evaluate(config, workdir: str) -> dict:
     stop.restore()
 
 
+@dataclasses.dataclass
+class _Run:
+  """What _set_up builds for a run, and the outputs the loop writes to."""
+  config: Any
+  workdir: str
+  exp: Any  # experiment.Experiment
+  manager: Any  # its checkpoint manager
+  meta: dict  # saved with every checkpoint
+  plan: Any  # param_groups.Plan
+  stepper: _Stepper
+  init_rng: jax.Array
+  start: float  # time.time() at the start
+  train_iter: Any = None
+  evaluate_fn: Any = None
+  writer: Any = None
+  examples: Any = None  # example_log.ExampleLog, if recorded
+  saved_step: int | None = None
+
+
 def _train(config, workdir: str, stop: _StopRequest) -> dict:
+  """Set up, resume (or start afresh), loop, then finish or stop."""
+  run = _set_up(config, workdir)
+  state, resume_step = _resume_or_start(run)
+  _open_outputs(run, resume_step)
+  try:
+    state, step = _loop(run, state, stop)
+    if stop.signal is not None:
+      return _stop(run, state, step, stop.signal)
+    return _finish(run, state, step)
+  finally:
+    checkpoint.wait_until_committed(run.manager)
+    run.writer.close()
+    if run.examples:
+      run.examples.close()
+
+
+def _set_up(config, workdir: str) -> _Run:
+  """Checks the config, opens the data, builds the model and the step."""
   start = time.time()
   request_determinism(config)
   exp = experiment.setup(config, workdir, train_tokenizer=True)
   experiment.save_config(config, workdir)
-  init_rng = jax.random.key(config.seed)
-  train_rng = dropout_key(config)
   manager = checkpoint.make_manager(workdir,
                                     max_to_keep=config.keep_checkpoints)
-  meta = experiment.checkpoint_meta(exp)
-
   plan = param_groups.make_plan(config, experiment.abstract_params(exp))
   stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
-                     train_rng)
+                     dropout_key(config))
+  return _Run(config, workdir, exp, manager, experiment.checkpoint_meta(exp),
+              plan, stepper, jax.random.key(config.seed), start)
 
-  def make_state(step):
-    # A checkpoint of step s holds the optimizer state of the stage of s-1.
-    first = max(step - 1, 0)
-    return experiment.create_state(
-        exp, lambda params: stepper.optimizer(first, params), init_rng)[0]
 
-  train_iter = iter(exp.task.train_dataset(exp))
-  resume_step = None
-  checkpoint.remove_unfinished(manager)
-  if manager.latest_step() is not None:
-    state, data_state, resume_step = _resume(exp, manager, make_state, meta)
-    train_iter.set_state(data_state)
-    mw.log(f"resumed from {manager.directory} at step {int(state.step)}")
+def _optimizer_for(run: _Run, step: int):
+  """make_tx of a state saved at `step`: a checkpoint of step s holds the
+  optimizer state of the stage of s - 1."""
+  first = max(step - 1, 0)
+  return lambda params: run.stepper.optimizer(first, params)
+
+
+def _abstract_state(run: _Run, step: int):
+  """Shapes, dtypes and shardings of the state a checkpoint of `step`
+  restores into; nothing is initialised (a resume holds one state only)."""
+  abstract = jax.eval_shape(
+      lambda rng: experiment.create_state(
+          run.exp, _optimizer_for(run, step), rng)[0], run.init_rng)
+  return parallel.abstract(abstract, parallel.state_shardings(
+      abstract, run.exp.mesh, parallel.axis_rules(run.config)))
+
+
+def _fresh_state(run: _Run):
+  """A new state, with config.init_encoder's encoder if one is given."""
+  state = experiment.create_state(run.exp, _optimizer_for(run, 0),
+                                  run.init_rng)[0]
+  if run.config.get("init_encoder"):
+    state = state.replace(params=experiment.load_encoder(run.exp,
+                                                         state.params))
+  return state
+
+
+def _resume_or_start(run: _Run):
+  """(state, resume step): the newest readable checkpoint's, with the data
+  stream at its position, or a fresh state at step 0."""
+  run.train_iter = iter(run.exp.task.train_dataset(run.exp))
+  checkpoint.remove_unfinished(run.manager)
+  resume_step = 0
+  if run.manager.latest_step() is not None:
+    state, data_state, resume_step = checkpoint.resume(
+        run.manager, lambda step: _abstract_state(run, step), run.meta,
+        policy=run.config.get("corrupt_checkpoint", "fallback"), log=mw.log)
+    run.train_iter.set_state(data_state)
+    mw.log(f"resumed from {run.manager.directory} at step {int(state.step)}")
   else:
-    state = make_state(0)
-    if config.get("init_encoder"):
-      state = state.replace(params=experiment.load_encoder(exp,
-                                                           state.params))
-  first = max((resume_step or 0) - 1, 0)
-  state = stepper.enter(first, state)
+    state = _fresh_state(run)
+  first = max(resume_step - 1, 0)
+  state = run.stepper.enter(first, state)
+  exp = run.exp
   vocab = f"vocab {exp.tokenizer.vocab_size}, " if exp.tokenizer else ""
   mw.log(f"model: {experiment.count_params(state.params):,} params, "
          f"{vocab}{len(exp.sources['train']):,} "
          f"training examples, {jax.device_count()} device(s), mesh "
          + " ".join(f"{a}={n}" for a, n in exp.mesh.shape.items()))
-  mw.log(_describe_groups(plan, state.params, first))
+  mw.log(_describe_groups(run.plan, state.params, first))
+  return state, resume_step
 
-  evaluate_fn = evaluators.make_evaluator(exp)
-  writer = mw.MetricsWriter(workdir)
-  saved_step = manager.latest_step()
-  examples = (example_log.ExampleLog(workdir, resume_step or 0)
-              if config.get("record_example_ids", False) else None)
 
-  def save():
-    nonlocal saved_step
-    if saved_step != step:  # a stop right after a periodic save saves once
-      if examples:
-        examples.flush()  # the log must cover every step a checkpoint holds
-      checkpoint.save(manager, state, train_iter.get_state(), meta)
-      saved_step = step
+def _open_outputs(run: _Run, resume_step: int) -> None:
+  run.evaluate_fn = evaluators.make_evaluator(run.exp)
+  run.writer = mw.MetricsWriter(run.workdir)
+  run.saved_step = run.manager.latest_step()
+  if run.config.get("record_example_ids", False):
+    run.examples = example_log.ExampleLog(run.workdir, resume_step)
 
-  policy = nan_policy(config)
-  skipped_total = 0
 
-  def check_finite(step_metrics):
-    """Counts skipped steps; under "stop", ends the run without saving."""
-    nonlocal skipped_total
-    bad = _nonfinite_steps(step_metrics, step)
-    skipped_total += len(bad)
-    if bad and policy == "stop":
-      last = manager.latest_step()
-      where = (f"the last checkpoint is step {last} in {manager.directory}"
-               if last is not None else "no checkpoint was written")
-      raise FloatingPointError(
-          f"step {bad[0]}: the loss or gradient is NaN/Inf, so training "
-          f"stopped without saving (config.nan_policy='stop'); {where}. "
-          "Lower the learning rate (or raise warmup_steps) and rerun to "
-          "resume, or set --config.nan_policy=skip to skip such steps.")
-    if bad:
-      mw.log(f"skipped {len(bad)} step(s) with a NaN/Inf loss or gradient "
-             f"(first: step {bad[0]}; {skipped_total} in all)")
+def _loop(run: _Run, state, stop: _StopRequest):
+  """Trains to config.num_train_steps, or to the first step boundary after
+  a stop signal; (state, step)."""
+  config = run.config
+  step = int(state.step)
+  tally = tally_lib.Tally(config, step, time.time())
+  while step < config.num_train_steps:
+    batch = next(run.train_iter)
+    example_ids = batch.pop("example_id")
+    batch = parallel.global_batch(batch, run.exp.mesh)
+    state = run.stepper.enter(step, state)
+    state, metrics = run.stepper(state, batch)
+    step += 1
+    if run.examples:
+      run.examples.record(step, example_ids)
+    tally.add(metrics)
+    _report(run, tally, step, stopping=stop.signal is not None)
+    _save_and_evaluate(run, state, step)
+    if stop.signal is not None:
+      break
+  return state, step
 
-  first_step = int(state.step)
-  step = first_step
-  pending, unchecked, overlong_total = [], [], 0
-  tick, tick_step = time.time(), first_step
-  try:
-    while step < config.num_train_steps:
-      batch = next(train_iter)
-      example_ids = batch.pop("example_id")
-      batch = parallel.global_batch(batch, exp.mesh)
-      state = stepper.enter(step, state)
-      state, metrics = stepper(state, batch)
-      step += 1
-      if examples:
-        examples.record(step, example_ids)
-      pending.append(metrics)
-      unchecked.append(metrics)
-      log_due = step % config.log_every == 0 or step == config.num_train_steps
-      save_due = (step % config.checkpoint_every == 0 or
-                  step == config.num_train_steps or stop.signal is not None)
-      if log_due or save_due:  # before any save: a NaN run writes nothing
-        check_finite(unchecked)
-        unchecked = []
-      if log_due:
-        summary, overlong = _summarize_steps(pending)
-        overlong_total += overlong
-        now = time.time()
-        summary["steps_per_sec"] = (step - tick_step) / (now - tick)
-        summary["overlong_examples"] = overlong_total
-        summary["nonfinite_steps"] = skipped_total
-        writer.write(step, "train", summary)
-        mw.log(mw.progress_line(step, config.num_train_steps, summary,
-                                summary["steps_per_sec"], now - start))
-        pending, tick, tick_step = [], now, step
-      if step % config.checkpoint_every == 0 or step == config.num_train_steps:
-        save()
-      if step % config.eval_every == 0 and step < config.num_train_steps:
-        evaluate_fn(state.params, writer, step, time.time() - start,
+
+def _report(run: _Run, tally, step: int, stopping: bool) -> None:
+  """Checks for skipped steps before any save (a NaN run writes nothing),
+  and logs the train metrics every config.log_every steps."""
+  config = run.config
+  last = step == config.num_train_steps
+  log_due = step % config.log_every == 0 or last
+  save_due = step % config.checkpoint_every == 0 or last or stopping
+  if log_due or save_due:
+    tally.check_finite(step, run.manager)
+  if log_due:
+    now = time.time()
+    summary = tally.summary(step, now)
+    run.writer.write(step, "train", summary)
+    mw.log(mw.progress_line(step, config.num_train_steps, summary,
+                            summary["steps_per_sec"], now - run.start))
+
+
+def _save_and_evaluate(run: _Run, state, step: int) -> None:
+  config = run.config
+  if step % config.checkpoint_every == 0 or step == config.num_train_steps:
+    _save(run, state, step)
+  if step % config.eval_every == 0 and step < config.num_train_steps:
+    run.evaluate_fn(state.params, run.writer, step, time.time() - run.start,
                     num_loss=config.num_eval_examples,
                     num_decode=config.num_decode_examples)
-      if stop.signal is not None:
-        save()
-        checkpoint.wait_until_committed(manager)
-        mw.log(f"stopped by signal {stop.signal} at step {step}; checkpoint "
-               f"saved in {manager.directory}. Rerun the same command to "
-               "resume.")
-        return {"stopped_at_step": step}
-    save()  # no-op unless the run ended off a checkpoint step (e.g. 0 steps)
-    results = {"step": step}
-    results["validation"] = evaluate_fn(
-        state.params, writer, step, time.time() - start,
-        num_loss=config.num_eval_examples,
-        num_decode=config.num_decode_examples)
-    if config.test_at_end:
-      results["test"] = evaluate_fn(state.params, writer, step,
-                                    time.time() - start, split="test")
-    results["wall_time_s"] = time.time() - start
-    experiment.write_json(os.path.join(workdir, "results.json"), results)
-    mw.log(f"done in {results['wall_time_s'] / 60:.1f} min; results in "
-           f"{os.path.join(workdir, 'results.json')}")
-    return results
-  finally:
-    checkpoint.wait_until_committed(manager)
-    writer.close()
-    if examples:
-      examples.close()
+
+
+def _save(run: _Run, state, step: int) -> None:
+  if run.saved_step != step:  # a stop right after a periodic save saves once
+    if run.examples:
+      run.examples.flush()  # the log must cover every step a checkpoint holds
+    checkpoint.save(run.manager, state, run.train_iter.get_state(), run.meta)
+    run.saved_step = step
+
+
+def _stop(run: _Run, state, step: int, signum: int) -> dict:
+  """Saves, waits for the commit and says how to resume."""
+  _save(run, state, step)
+  checkpoint.wait_until_committed(run.manager)
+  mw.log(f"stopped by signal {signum} at step {step}; checkpoint saved in "
+         f"{run.manager.directory}. Rerun the same command to resume.")
+  return {"stopped_at_step": step}
+
+
+def _finish(run: _Run, state, step: int) -> dict:
+  """The last save, validation (and test) metrics, results.json."""
+  config, workdir = run.config, run.workdir
+  _save(run, state, step)  # no-op unless the run ended off a checkpoint step
+  results = {"step": step}
+  results["validation"] = run.evaluate_fn(
+      state.params, run.writer, step, time.time() - run.start,
+      num_loss=config.num_eval_examples,
+      num_decode=config.num_decode_examples)
+  if config.test_at_end:
+    results["test"] = run.evaluate_fn(state.params, run.writer, step,
+                                      time.time() - run.start, split="test")
+  results["wall_time_s"] = time.time() - run.start
+  experiment.write_json(os.path.join(workdir, "results.json"), results)
+  mw.log(f"done in {results['wall_time_s'] / 60:.1f} min; results in "
+         f"{os.path.join(workdir, 'results.json')}")
+  return results
