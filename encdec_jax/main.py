@@ -53,6 +53,10 @@ flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of "
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, "
                      "0 .. num_processes-1.")
+flags.DEFINE_integer("heartbeat_timeout", 100, "Multi-host: seconds without "
+                     "a heartbeat after which the other processes stop with "
+                     "an error instead of waiting for a dead one (JAX's "
+                     "default is 100).")
 flags.DEFINE_bool("distributed", False, "Multi-host without the three flags "
                   "above: jax.distributed.initialize() detects the cluster "
                   "(TPU VM pod, SLURM, Open MPI). A SLURM job with more than "
@@ -83,11 +87,12 @@ def main(argv):
     sys.exit("error: --workdir is empty; give the directory for checkpoints, "
              "the tokenizer and results (e.g. --workdir=runs/my_run).")
   config, workdir = _load_config(), FLAGS.workdir
+  from encdec_jax import parallel  # before any JAX computation
   try:
-    from encdec_jax import parallel  # before any JAX computation
     parallel.initialize_distributed(FLAGS.coordinator_address,
                                     FLAGS.num_processes, FLAGS.process_id,
-                                    auto=FLAGS.distributed)
+                                    auto=FLAGS.distributed,
+                                    heartbeat_timeout=FLAGS.heartbeat_timeout)
     if FLAGS.mode == "train":
       trainer.train_and_evaluate(config, workdir)
     elif FLAGS.mode == "eval":
@@ -104,15 +109,47 @@ def main(argv):
                            FLAGS.neighbours)
     else:
       inference.decode_file(config, workdir, FLAGS.input, FLAGS.output)
-  except (ValueError, OSError, FloatingPointError, MissingPackageError) as e:
-    # Bad input (config value, data file, checkpoint), a full disk, a NaN:
-    # one line, no traceback unless --verbosity was given.
+  except Exception as e:  # noqa: BLE001
+    lost = parallel.lost_peer(e)
+    known = isinstance(e, (ValueError, OSError, FloatingPointError,
+                           MissingPackageError))
+    if FLAGS["verbosity"].present or not (known or lost):
+      raise
+    # Bad input (config value, data file, checkpoint), a full disk, a NaN,
+    # another process of a multi-host run gone: one line, no traceback.
+    message = f"error: {lost or e}{ERRORS_LOG.note()}\n(rerun with " \
+              "--verbosity=0 for the traceback)"
+    if lost:  # jax.distributed's exit would wait ~100 s for the dead peer
+      print(message, file=sys.stderr, flush=True)
+      os._exit(1)
+    sys.exit(message)
+  except KeyboardInterrupt as e:  # Ctrl-C: one line, exit 130
     if FLAGS["verbosity"].present:
       raise
-    sys.exit(f"error: {e}{ERRORS_LOG.note()}\n(rerun with --verbosity=0 for "
-             "the traceback)")
+    print(_interrupted(FLAGS.mode, e), file=sys.stderr, flush=True)
+    sys.exit(130)
   if ERRORS_LOG.count:
     print(f"note:{ERRORS_LOG.note()[1:]}", file=sys.stderr)
+
+
+_INTERRUPTED = {
+    # Training catches the first Ctrl-C (it saves and exits 0); a second
+    # one stops at once.
+    "train": "interrupted by a second Ctrl-C: stopped at once, without "
+             "saving; rerun the same command to resume from the last "
+             "checkpoint.",
+    "eval": "interrupted: --mode=eval stopped before writing "
+            "eval_results.json.",
+    "embed": "interrupted: --mode=embed stopped; nothing was written to "
+             "--output.",
+}
+
+
+def _interrupted(mode: str, error: KeyboardInterrupt) -> str:
+  """The line a Ctrl-C prints (--mode=decode's says how many lines it
+  kept)."""
+  return str(error) or _INTERRUPTED.get(mode, f"interrupted: --mode={mode} "
+                                        "stopped.")
 
 
 def _load_config():

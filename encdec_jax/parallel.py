@@ -36,7 +36,7 @@ DEFAULT_AXIS_RULES = (
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
-    ("mlp", "tensor"),
+    ("mlp", None),
     ("kv", None),
     ("norm", None),
     ("layers", None),
@@ -238,14 +238,17 @@ def abstract(tree, shardings=None):
 def initialize_distributed(coordinator_address: str | None = None,
                            num_processes: int | None = None,
                            process_id: int | None = None,
-                           auto: bool = False) -> bool:
+                           auto: bool = False,
+                           heartbeat_timeout: int = 100) -> bool:
   """jax.distributed.initialize for a multi-host run; whether it ran.
 
   With a coordinator address, the three values are used as given (any
   cluster, or several processes on one machine). Otherwise, with `auto` or
   inside a multi-task SLURM job, JAX detects them itself (TPU VM pods, SLURM,
   Open MPI). A single process needs neither. Must run before any other JAX
-  call. CPU processes talk through gloo collectives.
+  call. CPU processes talk through gloo collectives. A process that sends
+  no heartbeat for `heartbeat_timeout` seconds is taken for dead, and the
+  others stop with an error rather than wait for it.
   """
   slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
   if not (coordinator_address or auto or slurm):
@@ -258,7 +261,34 @@ def initialize_distributed(coordinator_address: str | None = None,
                        "--process_id as well.")
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes,
-                               process_id=process_id)
+                               process_id=process_id,
+                               heartbeat_timeout_seconds=heartbeat_timeout)
   else:
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout)
   return True
+
+
+# How a dead peer shows in a surviving process: a failed gloo collective, the
+# coordination service's heartbeat or barrier errors.
+_PEER_GONE = ("Gloo", "Connection closed by peer", "heartbeat timeout",
+              "CoordinationService", "Barrier failed", "tasks are unhealthy")
+
+
+def lost_peer(error: BaseException) -> str | None:
+  """A one-line account of `error` if it means that another process of a
+  multi-host run is gone (killed, preempted, crashed); else None."""
+  if jax.process_count() == 1:
+    return None
+  chain, e = [], error
+  while e is not None and len(chain) < 5:
+    chain.append(e)
+    e = e.__cause__ or e.__context__
+  text = " ".join(str(e) for e in chain)
+  marker = next((m for m in _PEER_GONE if m in text), None)
+  if marker is None:
+    return None
+  line = next((l for l in text.splitlines() if marker in l), marker)
+  return (f"another process of this {jax.process_count()}-process run is "
+          f"gone ({line.strip()[:160]}); the checkpoints committed so far "
+          "are intact: restart every process with the same command to "
+          "resume from the last one.")
