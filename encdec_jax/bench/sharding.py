@@ -8,8 +8,9 @@ the collectives XLA put into each compiled step:
       python -m encdec_jax.bench.sharding layouts [STEPS [LAYOUT ...]]
 
 prints one JSON object: {layout: {"mesh", "losses", "max_abs_param_diff",
-"max_loss_rel_diff", "collectives", "sharded_params", "sharded_opt_leaves",
-"opt_matches_params"}, "single": {...}}.
+"max_loss_rel_diff", "collectives", "forward_all_reduces", "param_specs",
+"sharded_params", "sharded_opt_leaves", "opt_matches_params"},
+"single": {...}}.
 
 Multi-host: the real trainer (tiny_config on TSV files) in one of
 several processes, which then dumps this process's copy of the params:
@@ -93,6 +94,29 @@ def collectives(hlo: str) -> dict:
   return {c: found.count(c) for c in COLLECTIVES if c in found}
 
 
+def forward_all_reduces(hlo: str) -> list[str]:
+  """The model ops whose results the forward pass all-reduces (op names
+  under jvp(<Model>), not its transpose). Tensor parallelism adds them at
+  the matmuls that contract its sharded axis: mlp/output and attention out,
+  the row-parallel halves of Megatron's MLP and attention. Data parallelism
+  adds none: its all-reduces sum gradients, in the backward pass
+  (transpose(...)), and the loss. (Under FSDP XLA:CPU may sum partial
+  matmuls of the weights' sharded input axis instead of gathering them.)"""
+  ops = set()
+  for line in hlo.splitlines():
+    if re.search(r"\ball-reduce(?:-start)?\(", line):
+      m = re.search(r'op_name="[^"]*?/jvp\(\w+\)/([^"]*)"', line)
+      if m:
+        ops.add(m.group(1))
+  return sorted(ops)
+
+
+def _spec(x) -> list:
+  """x's PartitionSpec as a JSON list, one entry per axis (None: whole)."""
+  spec = list(x.sharding.spec) + [None] * (x.ndim - len(x.sharding.spec))
+  return [a if a is None or isinstance(a, str) else list(a) for a in spec]
+
+
 def _is_sharded(x) -> bool:
   return any(a is not None for a in x.sharding.spec)
 
@@ -139,6 +163,8 @@ def run_layout(config, devices, batches):
                             for x in jax.tree.leaves(state.params)),
       "sharded_opt_leaves": sharded_opt,
       "opt_matches_params": bool(matches),
+      "param_specs": {"/".join(k): _spec(v) for k, v in
+                      traverse_util.flatten_dict(state.params).items()},
   }
   params = traverse_util.flatten_dict(jax.device_get(state.params))
   return losses, params, hlo, summary
@@ -158,6 +184,7 @@ def layouts(steps: int = 3, names=tuple(LAYOUTS)) -> dict:
     summary["seconds"] = round(time.time() - start, 1)
     results[name] = dict(
         summary, losses=losses, collectives=collectives(hlo),
+        forward_all_reduces=forward_all_reduces(hlo),
         max_abs_param_diff=max(float(np.max(np.abs(params[k] - v)))
                                for k, v in ref_params.items()),
         max_param_rel_diff=max(
