@@ -176,6 +176,7 @@ def _train(config, workdir: str, stop: _StopRequest) -> dict:
   state, resume_step = _resume_or_start(run)
   _open_outputs(run, resume_step)
   try:
+    _evaluate_resumed_step(run, state, resume_step)
     state, step = _loop(run, state, stop)
     if stop.signal is not None:
       return _stop(run, state, step, stop.signal)
@@ -257,10 +258,24 @@ def _resume_or_start(run: _Run):
 
 def _open_outputs(run: _Run, resume_step: int) -> None:
   run.evaluate_fn = evaluators.make_evaluator(run.exp)
-  run.writer = mw.MetricsWriter(run.workdir)
+  # Cut back to resume_step, like the example log: the steps after it are
+  # trained again and would otherwise show twice.
+  run.writer = mw.MetricsWriter(run.workdir, resume_step)
   run.saved_step = run.manager.latest_step()
   if run.config.get("record_example_ids", False):
     run.examples = example_log.ExampleLog(run.workdir, resume_step)
+
+
+def _evaluate_resumed_step(run: _Run, state, resume_step: int) -> None:
+  """Evaluates again at a resumed eval step: a kill between its checkpoint
+  and the end of its evaluation would otherwise leave no row for it (the
+  writer dropped any partial one)."""
+  config = run.config
+  if (0 < resume_step < config.num_train_steps and
+      resume_step % config.eval_every == 0):
+    run.evaluate_fn(state.params, run.writer, resume_step,
+                    time.time() - run.start, num_loss=config.num_eval_examples,
+                    num_decode=config.num_decode_examples)
 
 
 def _loop(run: _Run, state, stop: _StopRequest):
