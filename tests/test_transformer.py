@@ -1,4 +1,6 @@
 """Encoder-decoder Transformer: KV cache, masks, param layout, config knobs."""
+import math
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -171,45 +173,114 @@ def test_dropout_uses_dropout_rng():
   np.testing.assert_array_equal(apply(1), apply(1))
 
 
-def test_layernorm_placement_knob():
-  _, pre = init_params(tiny_config(pre_layernorm=True))
-  _, post = init_params(tiny_config(pre_layernorm=False))
-  assert "encoder_norm" in pre["encoder"] and "decoder_norm" in pre["decoder"]
-  assert "encoder_norm" not in post["encoder"]
-  assert "decoder_norm" not in post["decoder"]
-  # Same block params otherwise, so the outputs differ only by LN placement.
-  model_post = EncoderDecoder(tiny_config(pre_layernorm=False))
-  params_post_from_pre = {"encoder": {k: v for k, v in pre["encoder"].items()
-                                      if k != "encoder_norm"},
-                          "decoder": {k: v for k, v in pre["decoder"].items()
-                                      if k != "decoder_norm"}}
-  model_pre = EncoderDecoder(tiny_config(pre_layernorm=True))
-  out_pre = model_pre.apply({"params": pre}, INPUTS_BxS, TARGETS_IN_BxT)
-  out_post = model_post.apply({"params": params_post_from_pre}, INPUTS_BxS,
-                              TARGETS_IN_BxT)
-  assert not np.allclose(out_pre, out_post, atol=1e-3)
+def _intermediates(config, params):
+  """(logits, {module path: its __call__ output}) of one deterministic pass
+  over INPUTS_BxS / TARGETS_IN_BxT, in float64 numpy."""
+  logits, state = EncoderDecoder(config).apply(
+      {"params": params}, INPUTS_BxS, TARGETS_IN_BxT,
+      capture_intermediates=True, mutable=["intermediates"])
+  flat = flax.traverse_util.flatten_dict(state["intermediates"], sep="/")
+  return np.asarray(logits, np.float64), {
+      k.removesuffix("/__call__"): np.asarray(v[0], np.float64)
+      for k, v in flat.items() if k.endswith("/__call__")}
 
 
-@pytest.mark.parametrize("changes", [
-    dict(activation="gelu"), dict(activation="gelu_tanh"),
-    dict(layernorm_epsilon=0.5), dict(scale_embeddings=True)])
-def test_numeric_knobs_change_outputs_not_params(changes):
+def _layer_norm(x, p, eps):
+  """LayerNorm by hand: (x - mean) / sqrt(var + eps) * scale + bias."""
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+@pytest.mark.parametrize("pre_layernorm", [True, False])
+def test_layernorm_placement_by_hand(pre_layernorm):
+  """Pre-LN: x + f(LN(x)), a final LN per stack. Post-LN: LN(x + f(x)), no
+  final LN. Each sublayer's input and the block's output, checked against
+  the captured outputs of its parts."""
+  config = tiny_config(pre_layernorm=pre_layernorm)
+  _, params = init_params(config)
+  assert ("encoder_norm" in params["encoder"]) == pre_layernorm
+  assert ("decoder_norm" in params["decoder"]) == pre_layernorm
+  _, out = _intermediates(config, params)
+  p, eps = params["encoder"]["layers_0"], config.layernorm_epsilon
+  layer = lambda name: out[f"encoder/layers_0/{name}"]
+  x = out["encoder/embedder"]
+  if pre_layernorm:
+    want_attention_norm = _layer_norm(x, p["attention_norm"], eps)
+    x1 = x + layer("attention")
+    want_mlp_norm = _layer_norm(x1, p["mlp_norm"], eps)
+    want_block = x1 + layer("mlp")
+  else:
+    want_attention_norm = x1 = _layer_norm(x + layer("attention"),
+                                           p["attention_norm"], eps)
+    want_mlp_norm = want_block = _layer_norm(x1 + layer("mlp"),
+                                             p["mlp_norm"], eps)
+  for got, want in ((layer("attention_norm"), want_attention_norm),
+                    (layer("mlp_norm"), want_mlp_norm),
+                    (out["encoder/layers_0"], want_block)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _gelu(x):  # exact: x * Phi(x)
+  return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def _gelu_tanh(x):  # the tanh approximation (Hendrycks & Gimpel)
+  return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) *
+                                (x + 0.044715 * x ** 3)))
+
+
+ACTIVATIONS_BY_HAND = {"relu": lambda x: np.maximum(x, 0), "gelu": _gelu,
+                       "gelu_tanh": _gelu_tanh}
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+def test_mlp_activation_by_hand(activation):
+  """output(act(intermediate(x))) with act written out here: exact erf GELU
+  for "gelu", the tanh formula for "gelu_tanh" (they differ by up to ~1e-3,
+  far above the tolerance, so a swap fails)."""
+  config = tiny_config(activation=activation)
+  _, params = init_params(config)
+  _, out = _intermediates(config, params)
+  p = params["encoder"]["layers_1"]["mlp"]
+  h = out["encoder/layers_1/mlp/intermediate"]  # before the activation
+  by_hand = {name: act(h) @ np.asarray(p["output"]["kernel"], np.float64)
+             + np.asarray(p["output"]["bias"], np.float64)
+             for name, act in ACTIVATIONS_BY_HAND.items()}
+  got = out["encoder/layers_1/mlp"]
+  np.testing.assert_allclose(got, by_hand[activation], rtol=1e-5, atol=1e-6)
+  for other, value in by_hand.items():
+    if other != activation:
+      assert np.max(np.abs(got - value)) > 1e-4, other
+
+
+@pytest.mark.parametrize("eps", [1e-6, 0.5])
+def test_layernorm_epsilon_by_hand(eps):
+  config = tiny_config(layernorm_epsilon=eps)
+  _, params = init_params(config)
+  _, out = _intermediates(config, params)
+  np.testing.assert_allclose(
+      out["encoder/encoder_norm"],
+      _layer_norm(out["encoder/layers_1"], params["encoder"]["encoder_norm"],
+                  eps), rtol=1e-5, atol=1e-5)
+
+
+def test_scale_embeddings_by_hand():
+  """True: token vectors times sqrt(emb_dim) in, tied logits unscaled;
+  False: vectors as they are, tied logits divided by sqrt(emb_dim)."""
   _, params = init_params(tiny_config())
-  base = EncoderDecoder(tiny_config()).apply(
-      {"params": params}, INPUTS_BxS, TARGETS_IN_BxT)
-  changed = EncoderDecoder(tiny_config(**changes)).apply(
-      {"params": params}, INPUTS_BxS, TARGETS_IN_BxT)
-  assert not np.allclose(base, changed, atol=1e-4)
-
-
-def test_gelu_is_exact_and_gelu_tanh_approximate():
-  _, params = init_params(tiny_config(activation="gelu"))
-  outs = {act: EncoderDecoder(tiny_config(activation=act)).apply(
-      {"params": params}, INPUTS_BxS, TARGETS_IN_BxT)
-          for act in ("gelu", "gelu_tanh")}
-  # Close (same function up to ~1e-3) but not identical.
-  assert not np.array_equal(outs["gelu"], outs["gelu_tanh"])
-  np.testing.assert_allclose(outs["gelu"], outs["gelu_tanh"], atol=0.05)
+  table = np.asarray(params["encoder"]["embedder"]["token_embed"]["embedding"],
+                     np.float64)
+  root_d = math.sqrt(tiny_config().emb_dim)
+  runs = {scale: _intermediates(tiny_config(scale_embeddings=scale), params)
+          for scale in (False, True)}
+  # The same positions are added either way: the difference is the scaling.
+  np.testing.assert_allclose(
+      runs[True][1]["encoder/embedder"] - runs[False][1]["encoder/embedder"],
+      (root_d - 1) * table[np.asarray(INPUTS_BxS)], rtol=1e-5, atol=1e-5)
+  for scale, (logits, out) in runs.items():
+    want = out["decoder/decoder_norm"] @ table.T / (1 if scale else root_d)
+    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
 
 
 def test_param_knobs_add_or_remove_params():
