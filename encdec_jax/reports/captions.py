@@ -28,12 +28,11 @@ def caption_attention(workdir: str, indices: list[int]):
   """[(image HxW, reference, [word pieces], TxGhxGw weights)] for test
   images `indices`."""
   from encdec_jax.data import captions
-  from encdec_jax.train import experiment
-  task = experiment.load_config(workdir).get("task")
-  if task != "captioning":
-    raise ValueError(f"{workdir} holds a {task!r} run; this report draws a "
-                     "captioner's attention over images.")
+  from encdec_jax.models.captioner import Captioner
   config, exp, params = common.restore(workdir)
+  if not isinstance(exp.model, Captioner):
+    raise ValueError(f"{workdir} holds a {exp.task.name!r} run; this report "
+                     "draws a captioner's attention over images.")
   source = exp.sources["test"]
   first = captions.eval_batches(source, exp.tokenizer, config,
                                 max(indices) + 1, max(indices) + 1)
