@@ -112,8 +112,11 @@ def test_hidden_states_match_pytorch(embedder, reference):
       method=lambda module, x: module.embedder(x)))
   embedding_error = np.abs(embedded_BxLxD - reference["embedding_output"])
   hidden_error = np.abs(hidden_BxLxD - reference["last_hidden_state"])
-  assert embedding_error[real_BxL].max() < 1e-5
-  assert hidden_error[real_BxL].max() < 5e-5
+  print(f"max abs error: embeddings {embedding_error[real_BxL].max():.2g}, "
+        f"token states {hidden_error[real_BxL].max():.2g}")
+  # README: token states within 3.1e-6 of PyTorch; the bounds are ~10x.
+  assert embedding_error[real_BxL].max() < 3e-6
+  assert hidden_error[real_BxL].max() < 3e-5
 
 
 def test_embed_mode_reproduces_sentence_embeddings(imported, reference,
@@ -128,13 +131,18 @@ def test_embed_mode_reproduces_sentence_embeddings(imported, reference,
                        str(lines), output)
   vectors_NxD = np.load(output)
   assert vectors_NxD.dtype == np.float32 and vectors_NxD.shape == (8, 384)
-  np.testing.assert_allclose(vectors_NxD, reference["sentence_embedding"],
-                             rtol=0, atol=5e-6)
   v64_NxD = vectors_NxD.astype(np.float64)
   v64_NxD /= np.linalg.norm(v64_NxD, axis=1, keepdims=True)
+  print("max abs error: sentence vectors "
+        f"{np.abs(vectors_NxD - reference['sentence_embedding']).max():.2g}, "
+        "cosines "
+        f"{np.abs(v64_NxD @ v64_NxD.T - reference['cosine_similarity']).max():.2g}")
+  # README: sentence vectors within 1.7e-7; the bounds are ~10x.
+  np.testing.assert_allclose(vectors_NxD, reference["sentence_embedding"],
+                             rtol=0, atol=2e-6)
   np.testing.assert_allclose(v64_NxD @ v64_NxD.T,
                              reference["cosine_similarity"], rtol=0,
-                             atol=5e-6)
+                             atol=1e-6)
 
 
 def _abstract_params(model, num_inputs: int = 1):
