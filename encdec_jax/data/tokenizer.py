@@ -80,7 +80,9 @@ class SentencePieceTokenizer:
     return np.asarray(self._sp.encode(text), np.int32)
 
   def decode(self, ids: Iterable[int]) -> str:
-    return self._sp.decode(_strip(ids))
+    # Ids past the model (an imported T5's sentinels and padding rows) are
+    # skipped, not an error.
+    return self._sp.decode([i for i in _strip(ids) if i < self.vocab_size])
 
   def piece(self, token_id: int) -> str:
     """The vocabulary entry of one id ('▁' marks a word start)."""

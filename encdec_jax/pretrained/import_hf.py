@@ -60,8 +60,10 @@ TOKENIZER_FILES = {  # kind -> files the tokenizer needs
     "bart_bpe": ("tokenizer.json",),
     "marian": ("source.spm", "target.spm", "vocab.json"),
 }
-WEIGHTS = ("model.safetensors", "pytorch_model.bin", "tf_model.h5",
-           "flax_model.msgpack", "model.safetensors.index.json")
+# DIR's files that go to OUT/hf/ (and back out with export_hf): configs,
+# tokenizer files, READMEs; never weights.
+HF_FILE_SUFFIXES = (".json", ".model", ".spm", ".txt", ".md")
+WEIGHTS = ("model.safetensors.index.json",)
 
 
 def family_of(hf: dict):
@@ -149,7 +151,8 @@ def import_hf(model_dir: str, out_dir: str) -> TransformerConfig:
     os.makedirs(os.path.join(tmp, "hf"))
     for name in sorted(os.listdir(model_dir)):
       path = os.path.join(model_dir, name)
-      if os.path.isfile(path) and name not in WEIGHTS:
+      if (os.path.isfile(path) and name.endswith(HF_FILE_SUFFIXES)
+          and name not in WEIGHTS):
         shutil.copy2(path, os.path.join(tmp, "hf", name))
     if os.path.exists(out_dir):
       os.rmdir(out_dir)

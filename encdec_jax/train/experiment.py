@@ -18,6 +18,7 @@ from encdec_jax import checkpoint, io_utils, parallel
 from encdec_jax import tasks
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
+from encdec_jax.pretrained import finetune
 from encdec_jax.train import config_checks
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import step as step_lib
@@ -51,11 +52,15 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   the workdir afterwards; eval/decode (`train_tokenizer=False`) require it.
   Image tasks have none.
   """
+  # config.init_from (an imported Hugging Face model) sets the architecture
+  # before the checks and brings its tokenizer (pretrained/finetune.py).
+  finetune.merge_model(config)
   task = tasks.get(config)  # a wrong task or family fails before any data
   registry.family(config, task.name, task.families)
   config_checks.check(config)
   if train_tokenizer:
     check_writable(workdir)
+    finetune.install(config, workdir)
   else:
     os.makedirs(workdir, exist_ok=True)
   splits = SPLITS if train_tokenizer else ("validation", "test")
@@ -90,8 +95,8 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
     if jax.process_index() != 0:
       tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir,
                                                         texts)
-  model = build_model(task, config, tokenizer and tokenizer.vocab_size,
-                      sources)
+  model = build_model(task, config, finetune.model_vocab_size(config) or (
+      tokenizer and tokenizer.vocab_size), sources)
   return Experiment(config, workdir, parallel.make_mesh(config), sources,
                     tokenizer, model, task)
 
@@ -161,7 +166,9 @@ def abstract_params(exp: Experiment):
 
 
 def vocab_size(exp: Experiment) -> int | None:
-  return exp.tokenizer.vocab_size if exp.tokenizer else None
+  """The model's vocabulary (an imported T5's exceeds its tokenizer's)."""
+  return finetune.model_vocab_size(exp.config) or (
+      exp.tokenizer.vocab_size if exp.tokenizer else None)
 
 
 def encoder_spec(exp: Experiment) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 
 from encdec_jax import checkpoint, parallel
+from encdec_jax.pretrained import finetune
 from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import param_groups
@@ -227,6 +228,10 @@ def _fresh_state(run: _Run):
   if run.config.get("init_encoder"):
     state = state.replace(params=experiment.load_encoder(run.exp,
                                                          state.params))
+  if run.config.get("init_from"):  # an imported model (pretrained/finetune)
+    state = state.replace(params=finetune.initial_params(run.config,
+                                                         state.params))
+    mw.log(f"params from config.init_from={run.config.init_from}")
   return state
 
 

@@ -1,0 +1,212 @@
+r"""Fine-tuning an imported model with the normal trainer: --config.init_from.
+
+  python -m encdec_jax.pretrained.import_hf flan-t5-small/ pretrained/flan
+  python -m encdec_jax.main --config=experiments/t5_finetune.py \
+      --config.init_from=pretrained/flan --workdir=runs/flan --mode=train
+
+With config.init_from (an import_hf directory) the experiment
+  - takes the model's architecture from its pretrained.json: config.model
+    keeps only the run-level fields of RUN_FIELDS (dropout rates, dtypes,
+    remat, scan_layers) and any other field it names must agree;
+  - reads text with the model's own tokenizer, installed in the workdir
+    (T5: spiece.model as the workdir's SentencePiece tokenizer.model; ByT5:
+    bytes), never a newly trained one;
+  - starts from the imported params (all of them, checked against the model
+    the config builds; stacked when config.model.scan_layers);
+  - copies pretrained.json and hf/ into <workdir>/pretrained/, so that
+    `python -m encdec_jax.pretrained.export_hf <workdir> OUT` writes the
+    fine-tuned model in Hugging Face format.
+Everything else (separate encoder/decoder optimizers, frozen groups, ULMFiT
+schedules, checkpoints and resume, eval/decode) is the trainer's.
+
+The data pipeline pads with id 0 and the decoding loop starts from id 0:
+T5's own ids (pad 0, start 0, EOS 1). BART (pad 1, start 2) and Marian (pad
+and start = the last id, EOS 0) import, decode and export, but are refused
+here until the pipeline takes other pad ids.
+"""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+from encdec_jax.data import tokenizer as tokenizer_lib
+from encdec_jax.pretrained import import_hf
+
+# config.model fields a fine-tuning run may set itself; every other field
+# comes from the imported model.
+RUN_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype",
+              "param_dtype", "remat", "scan_layers")
+ORIGIN = "pretrained"  # <workdir>/pretrained: pretrained.json + hf/
+# tokenizer kind (import_hf.TOKENIZER_FILES) -> config.tokenizer
+TRAINER_TOKENIZERS = {"t5_sentencepiece": "sentencepiece", "bytes": "bytes"}
+
+
+def _meta(config) -> dict | None:
+  path = config.get("init_from")
+  return import_hf.read_meta(path) if path else None
+
+
+def merge_model(config) -> None:
+  """config.model <- the imported architecture (+ config's RUN_FIELDS);
+  a no-op without config.init_from. Idempotent (resume, eval)."""
+  meta = _meta(config)
+  if meta is None:
+    return
+  fields = dict(meta["model"])
+  vocab = fields.pop("vocab_size")
+  del vocab  # the model's vocabulary: model_vocab_size
+  if meta["tokenizer"] not in TRAINER_TOKENIZERS or (
+      fields["pad_id"] != tokenizer_lib.PAD_ID
+      or fields.get("decoder_start_id") not in (None, tokenizer_lib.PAD_ID)
+      or meta["eos_id"] != tokenizer_lib.EOS_ID):
+    raise ValueError(
+        f"config.init_from={config.init_from} is a {meta['family']} model "
+        f"(pad id {fields['pad_id']}, EOS {meta['eos_id']}); the trainer "
+        "fine-tunes T5-family models only (pad 0, EOS 1): its data pipeline "
+        "pads with 0 (see encdec_jax/pretrained/finetune.py)")
+  model = config.model
+  for key, value in model.items():
+    if key in RUN_FIELDS or key == "family":
+      continue
+    if key not in fields:
+      raise ValueError(f"config.model.{key} is not a field of the imported "
+                       f"model ({config.init_from}); its architecture comes "
+                       "from there: drop the field")
+    if value != fields[key]:
+      raise ValueError(
+          f"config.model.{key}={value!r} but the imported model "
+          f"({config.init_from}) has {fields[key]!r}; its architecture comes "
+          "from there: drop the field")
+  with config.unlocked():
+    for key, value in fields.items():
+      # The imported dropout rates unless the config sets its own; dtypes,
+      # remat and scan_layers stay the run's (or TransformerConfig's).
+      if key not in RUN_FIELDS or (key.endswith("dropout_rate")
+                                   and key not in model):
+        model[key] = value
+  kind = TRAINER_TOKENIZERS[meta["tokenizer"]]
+  if config.get("tokenizer") != kind:
+    raise ValueError(
+        f"config.init_from={config.init_from} reads {meta['tokenizer']} "
+        f"tokens; set --config.tokenizer={kind}")
+
+
+def model_vocab_size(config) -> int | None:
+  """The imported model's vocabulary size (T5: 32128, more than its
+  SentencePiece model's 32000 ids), or None without init_from."""
+  meta = _meta(config)
+  return meta["model"]["vocab_size"] if meta else None
+
+
+def install(config, workdir: str) -> None:
+  """Puts the imported tokenizer and the origin files in the workdir (before
+  training reads or trains a tokenizer); a no-op without init_from."""
+  meta = _meta(config)
+  if meta is None or jax.process_index() != 0:
+    return
+  source = os.path.join(config.init_from, "hf")
+  if meta["tokenizer"] == "t5_sentencepiece":
+    target = tokenizer_lib.tokenizer_path(workdir)
+    with open(os.path.join(source, "spiece.model"), "rb") as f:
+      proto = f.read()
+    if os.path.exists(target):
+      with open(target, "rb") as f:
+        if f.read() != proto:
+          raise ValueError(
+              f"{target} is not the spiece.model of config.init_from="
+              f"{config.init_from}: this workdir was trained with another "
+              "vocabulary; use a new --workdir")
+    else:
+      tokenizer_lib.write_model_proto(target, proto)
+  origin = os.path.join(workdir, ORIGIN)
+  if not os.path.isfile(os.path.join(origin, "pretrained.json")):
+    tmp = origin + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    shutil.copy2(os.path.join(config.init_from, "pretrained.json"), tmp)
+    shutil.copytree(source, os.path.join(tmp, "hf"))
+    shutil.rmtree(origin, ignore_errors=True)
+    os.replace(tmp, origin)
+
+
+def stack_layers(flat: dict) -> dict:
+  """{.../layers_{i}/...: x} -> {.../layers/...: stack of x over i} (the
+  scan_layers layout)."""
+  groups, out = {}, {}
+  for path, value in flat.items():
+    for j, part in enumerate(path):
+      if part.startswith("layers_") and part[7:].isdigit():
+        key = path[:j] + ("layers",) + path[j + 1:]
+        groups.setdefault(key, {})[int(part[7:])] = value
+        break
+    else:
+      out[path] = value
+  for key, by_layer in groups.items():
+    out[key] = np.stack([by_layer[i] for i in range(len(by_layer))])
+  return out
+
+
+def unstack_layers(flat: dict) -> dict:
+  """The inverse of stack_layers."""
+  out = {}
+  for path, value in flat.items():
+    if "layers" in path:
+      j = path.index("layers")
+      for i in range(value.shape[0]):
+        out[path[:j] + (f"layers_{i}",) + path[j + 1:]] = value[i]
+    else:
+      out[path] = value
+  return out
+
+
+def initial_params(config, target_params):
+  """The imported params, laid out (and sharded) like `target_params` (the
+  fresh state's): every leaf must be there with its shape."""
+  _, params, _ = import_hf.load(config.init_from)
+  flat = traverse_util.flatten_dict(params)
+  if config.model.get("scan_layers"):
+    flat = stack_layers(flat)
+  target = traverse_util.flatten_dict(target_params)
+  name = lambda k: "/".join(k)
+  missing = sorted(name(k) for k in set(target) - set(flat))
+  extra = sorted(name(k) for k in set(flat) - set(target))
+  if missing or extra:
+    raise ValueError(
+        f"config.init_from={config.init_from} does not fit the model: "
+        f"missing {missing[:3]}, not in the model {extra[:3]}")
+  for key, value in target.items():
+    if tuple(value.shape) != flat[key].shape:
+      raise ValueError(f"config.init_from={config.init_from}: {name(key)} "
+                       f"has shape {flat[key].shape}, the model "
+                       f"{tuple(value.shape)}")
+  placed = {k: jax.device_put(flat[k].astype(v.dtype), v.sharding)
+            for k, v in target.items()}
+  return traverse_util.unflatten_dict(placed)
+
+
+def latest_params(workdir: str):
+  """The params of a fine-tuning workdir's latest checkpoint, in the
+  import's (unstacked) layout; needs no data, only the workdir."""
+  from encdec_jax import checkpoint
+  from encdec_jax.train import experiment
+  config = experiment.load_config(workdir)
+  meta = import_hf.read_meta(os.path.join(workdir, ORIGIN))
+  fields = dict(meta["model"])
+  for key in ("scan_layers", "dtype", "param_dtype"):
+    if key in config.model:
+      fields[key] = config.model[key]
+  model_config = import_hf.config_from_fields(fields)
+  abstract = import_hf.abstract_params(model_config)
+  if not checkpoint.has_checkpoint(workdir):
+    raise FileNotFoundError(f"{workdir} holds no checkpoint to export")
+  manager = checkpoint.make_manager(workdir, async_save=False)
+  params, _ = checkpoint.restore_params(manager, abstract)
+  flat = {k: np.asarray(v) for k, v in
+          traverse_util.flatten_dict(jax.device_get(params)).items()}
+  if model_config.scan_layers:
+    flat = unstack_layers(flat)
+  return traverse_util.unflatten_dict(flat)
+
