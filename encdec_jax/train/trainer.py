@@ -7,6 +7,7 @@ SIGINT/SIGTERM (Ctrl-C, a preemption notice) finish the current step, save,
 and exit cleanly.
 """
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -24,11 +25,22 @@ from encdec_jax.train import step as step_lib
 from encdec_jax.train import tally as tally_lib
 
 
+class _EvaluationStopped(Exception):
+  """A stop request cut an evaluation short."""
+
+
 class _StopRequest:
-  """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+  """Turns SIGINT/SIGTERM into a flag the loop checks between steps.
+
+  An evaluation does not wait for the flag: it can take minutes (beam
+  search over a whole split), longer than a preemption notice gives. Inside
+  `evaluation()` the signal stops it at once; its step is checkpointed
+  already, and the rerun evaluates that step again.
+  """
 
   def __init__(self):
     self.signal = None
+    self._evaluating = False
     self._previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
       self._previous[sig] = signal.signal(sig, self._handle)
@@ -38,6 +50,19 @@ class _StopRequest:
       self.restore()
       signal.raise_signal(signum)
     self.signal = signum
+    if self._evaluating:
+      self._evaluating = False  # raise once
+      raise _EvaluationStopped()
+
+  @contextlib.contextmanager
+  def evaluation(self):
+    if self.signal is not None:
+      raise _EvaluationStopped()
+    self._evaluating = True
+    try:
+      yield
+    finally:
+      self._evaluating = False
 
   def restore(self):
     for sig, handler in self._previous.items():
@@ -169,11 +194,13 @@ class _Run:
   writer: Any = None
   examples: Any = None  # example_log.ExampleLog, if recorded
   saved_step: int | None = None
+  stop: _StopRequest | None = None
 
 
 def _train(config, workdir: str, stop: _StopRequest) -> dict:
   """Set up, resume (or start afresh), loop, then finish or stop."""
   run = _set_up(config, workdir)
+  run.stop = stop
   state, resume_step = _resume_or_start(run)
   _open_outputs(run, resume_step)
   try:
@@ -278,9 +305,7 @@ def _evaluate_resumed_step(run: _Run, state, resume_step: int) -> None:
   config = run.config
   if (0 < resume_step < config.num_train_steps and
       resume_step % config.eval_every == 0):
-    run.evaluate_fn(state.params, run.writer, resume_step,
-                    time.time() - run.start, num_loss=config.num_eval_examples,
-                    num_decode=config.num_decode_examples)
+    _evaluate(run, state, resume_step)
 
 
 def _loop(run: _Run, state, stop: _StopRequest):
@@ -289,7 +314,7 @@ def _loop(run: _Run, state, stop: _StopRequest):
   config = run.config
   step = int(state.step)
   tally = tally_lib.Tally(config, step, time.time())
-  while step < config.num_train_steps:
+  while step < config.num_train_steps and stop.signal is None:
     batch = next(run.train_iter)
     example_ids = batch.pop("example_id")
     batch = parallel.global_batch(batch, run.exp.mesh)
@@ -301,8 +326,6 @@ def _loop(run: _Run, state, stop: _StopRequest):
     tally.add(metrics)
     _report(run, tally, step, stopping=stop.signal is not None)
     _save_and_evaluate(run, state, step)
-    if stop.signal is not None:
-      break
   return state, step
 
 
@@ -328,9 +351,25 @@ def _save_and_evaluate(run: _Run, state, step: int) -> None:
   if step % config.checkpoint_every == 0 or step == config.num_train_steps:
     _save(run, state, step)
   if step % config.eval_every == 0 and step < config.num_train_steps:
-    run.evaluate_fn(state.params, run.writer, step, time.time() - run.start,
-                    num_loss=config.num_eval_examples,
-                    num_decode=config.num_decode_examples)
+    _evaluate(run, state, step)
+
+
+def _evaluate(run: _Run, state, step: int, split: str = "validation",
+              **sizes) -> dict | None:
+  """The evaluation of `split` at `step`, or None if a stop request cut it
+  short (the caller then stops: its checkpoint is saved or due)."""
+  config = run.config
+  if split == "validation":
+    sizes = dict(num_loss=config.num_eval_examples,
+                 num_decode=config.num_decode_examples)
+  try:
+    with run.stop.evaluation():
+      return run.evaluate_fn(state.params, run.writer, step,
+                             time.time() - run.start, split=split, **sizes)
+  except _EvaluationStopped:
+    mw.log(f"the {split} evaluation at step {step} was cut short by signal "
+           f"{run.stop.signal}; the rerun evaluates again.")
+    return None
 
 
 def _save(run: _Run, state, step: int) -> None:
@@ -355,13 +394,11 @@ def _finish(run: _Run, state, step: int) -> dict:
   config, workdir = run.config, run.workdir
   _save(run, state, step)  # no-op unless the run ended off a checkpoint step
   results = {"step": step}
-  results["validation"] = run.evaluate_fn(
-      state.params, run.writer, step, time.time() - run.start,
-      num_loss=config.num_eval_examples,
-      num_decode=config.num_decode_examples)
-  if config.test_at_end:
-    results["test"] = run.evaluate_fn(state.params, run.writer, step,
-                                      time.time() - run.start, split="test")
+  for split in ("validation", "test") if config.test_at_end else (
+      "validation",):
+    results[split] = _evaluate(run, state, step, split)
+    if results[split] is None:  # stopped: no results.json until all ran
+      return _stop(run, state, step, run.stop.signal)
   results["wall_time_s"] = time.time() - run.start
   experiment.write_json(os.path.join(workdir, "results.json"), results)
   mw.log(f"done in {results['wall_time_s'] / 60:.1f} min; results in "
