@@ -7,6 +7,7 @@ commit and exit 0.
 """
 
 import glob
+import json
 import os
 import random
 import signal
@@ -67,10 +68,6 @@ def _committed(workdir: str) -> list[int]:
   return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
 
 
-def _logged_steps(workdir: str) -> int:
-  return len(example_log.read(example_log.path(workdir, 0)))
-
-
 def _final_params(workdir: str) -> dict:
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
                                   item_names=("state",))
@@ -108,14 +105,19 @@ def _started(log: str, before: int):
 
 def test_killed_and_stopped_runs_resume_exactly(
     uninterrupted, small_text_files, tmp_path):
-  rng = random.Random(0)
+  seed = random.randrange(2**32)  # fresh each run; replay: set it here
+  rng = random.Random(seed)
+  print(f"kill moments: random.Random({seed})")
   workdir, log = str(tmp_path / "run"), str(tmp_path / "stdout.txt")
   open(log, "w").close()
   killed_mid_save = []
 
-  # 1) a kill before any checkpoint exists (compiling or training);
+  # 1) a kill before any checkpoint exists: while compiling or in the
+  #    first steps (the first save is at step SAVE_EVERY);
   proc = _start(workdir, small_text_files, log)
-  _wait_for(lambda: _logged_steps(workdir) >= 1, proc)
+  _wait_for(_started(log, 0), proc)
+  time.sleep(rng.uniform(0.0, 1.0))
+  assert not _committed(workdir) and not _partial(workdir), seed
   proc.kill()
   proc.wait()
   _note(log, "SIGKILL before the first checkpoint")
@@ -147,7 +149,7 @@ def test_killed_and_stopped_runs_resume_exactly(
   # 4) a kill at a random moment of training.
   proc = _start(workdir, small_text_files, log)
   _wait_for(_started(log, 4), proc)
-  time.sleep(rng.uniform(0.0, 2.0))
+  time.sleep(rng.uniform(0.0, 2.0))  # compiling, training or saving
   proc.kill()
   proc.wait()
   _note(log, "SIGKILL at a random moment")
@@ -204,3 +206,59 @@ def test_deterministic_setting_asks_xla_for_deterministic_gpu_ops(monkeypatch):
   config.deterministic = False
   trainer.request_determinism(config)
   assert os.environ["XLA_FLAGS"] == ""
+
+
+def _metric_rows(workdir: str) -> list[tuple[str, int]]:
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [(r["split"], r["step"]) for r in map(json.loads, f)]
+
+
+def test_sigterm_during_evaluation_and_at_the_end_saves_and_the_rerun_evaluates(
+    small_text_files, tmp_path):
+  """A stop request cuts an evaluation short (it can outlast a preemption
+  notice): the step's checkpoint is committed, the run exits 0, and the
+  rerun evaluates that step again, so each evaluation is recorded once."""
+  workdir, log = str(tmp_path / "run"), str(tmp_path / "stdout.txt")
+  extra = ["--config.eval_every=8", "--config.num_decode_examples=32",
+           "--config.test_at_end=True", "--config.log_every=1"]
+
+  def start():
+    out = open(log, "a")
+    return subprocess.Popen(
+        _command(workdir, small_text_files) + extra, cwd=REPO, stdout=out,
+        stderr=subprocess.STDOUT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+
+  # 1) SIGTERM as the evaluation of step 8 begins (it compiles, then
+  #    decodes: seconds).
+  proc = start()
+  _wait_for(lambda: "\nstep 8/16 " in open(log).read(), proc)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=300) == 0, open(log).read()[-3000:]
+  text = open(log).read()
+  assert ("the validation evaluation at step 8 was cut short by signal 15"
+          in text and "stopped by signal 15 at step 8;" in text), text[-3000:]
+  assert _committed(workdir)[-1] == 8 and not _partial(workdir)
+  assert ("validation", 8) not in _metric_rows(workdir)
+  # 2) the rerun evaluates step 8 first; SIGTERM after its last step.
+  _note(log, "rerun")
+  proc = start()
+  _wait_for(lambda: "\nstep 16/16 " in open(log).read().rsplit(
+      "== test: rerun", 1)[1], proc)
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=300) == 0
+  rerun = open(log).read().rsplit("== test: rerun", 1)[1]
+  assert "at step 8" in rerun and "[validation @ step 8," in rerun
+  assert "stopped by signal 15 at step 16;" in rerun, rerun[-3000:]
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  # 3) the last rerun only evaluates: validation and test at step 16.
+  _note(log, "last")
+  proc = start()
+  assert proc.wait(timeout=300) == 0
+  last = open(log).read().rsplit("== test: last", 1)[1]
+  assert "[test @ step 16," in last and "done in" in last, last[-3000:]
+  results = json.load(open(os.path.join(workdir, "results.json")))
+  assert set(results) >= {"validation", "test"}
+  rows = _metric_rows(workdir)
+  for key in (("validation", 8), ("validation", 16), ("test", 16)):
+    assert rows.count(key) == 1, (key, rows)
+  assert [s for split, s in rows if split == "train"] == list(range(1, 17))
