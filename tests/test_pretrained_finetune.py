@@ -27,7 +27,7 @@ from encdec_jax.models.contract import (init_cache,  # noqa: E402
 from encdec_jax.models.encoder_decoder import EncoderDecoder  # noqa: E402
 from encdec_jax.pretrained import export_hf, finetune, import_hf  # noqa: E402
 from encdec_jax.pretrained import hf as hf_lib  # noqa: E402
-from encdec_jax.train import inference, trainer  # noqa: E402
+from encdec_jax.train import inference, param_groups, trainer  # noqa: E402
 from experiments import t5_finetune  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
@@ -162,3 +162,26 @@ def test_scan_layers_stacks_the_imported_layers():
   assert back.keys() == flat.keys()
   for key, value in flat.items():
     np.testing.assert_array_equal(back[key], value)
+
+
+def test_experiment_arms_group_freeze_and_unfreeze_the_t5_params():
+  params = import_hf.convert(os.path.join(DATA, "t5_v11"))[2]
+  frozen = param_groups.make_plan(t5_finetune.get_config("frozen_encoder"),
+                                  params)
+  mask = frozen.trainable_mask(0)
+  assert mask and all(mask[k] == (k[0] == "decoder") for k in mask)
+  split = param_groups.make_plan(t5_finetune.get_config("finetune"), params)
+  assert split.groups == ("decoder", "encoder")
+  assert split.settings["encoder"]["learning_rate"] == 1e-4
+  assert split.settings["decoder"]["learning_rate"] == 3e-4
+  ulmfit = t5_finetune.get_config("ulmfit")
+  ulmfit.layer_groups = ("decoder", "encoder_top", "encoder_1", "encoder_0",
+                         "embeddings")  # this T5 has 2 encoder layers
+  plan = param_groups.make_plan(ulmfit, params)
+  assert plan.start_steps == {"decoder": 0, "encoder_top": 100,
+                              "encoder_1": 200, "encoder_0": 300,
+                              "embeddings": 400}
+  assert plan.labels[("encoder", "relative_position_bias",
+                      "embedding")] == "encoder_top"
+  assert plan.labels[("encoder", "embedder", "token_embed",
+                      "embedding")] == "embeddings"

@@ -28,7 +28,8 @@ from encdec_jax.models.encoder_decoder import EncoderDecoder  # noqa: E402
 from encdec_jax.nn.logical_axes import logical_axes  # noqa: E402
 from encdec_jax.nn.relative_position import (  # noqa: E402
     relative_position_bucket)
-from encdec_jax.pretrained import export_hf, import_hf  # noqa: E402
+from encdec_jax import parallel  # noqa: E402
+from encdec_jax.pretrained import export_hf, finetune, import_hf  # noqa: E402
 from encdec_jax.pretrained import hf as hf_lib  # noqa: E402
 from encdec_jax.pretrained.hf_tokenizers import load_tokenizer  # noqa: E402
 
@@ -199,6 +200,48 @@ def test_new_params_have_logical_axes(imported):
   assert names["intermediate_linear/kernel"] == ("embed", "mlp")
   assert names["logits_dense/kernel"] == ("embed", "vocab")
   assert names["mlp_norm/scale"] == ("norm",)
+
+
+def test_mesh_rules_shard_the_new_params_where_they_divide(imported):
+  class Mesh:  # logical_to_spec reads only the mesh's axis sizes
+    shape = {"data": 2, "fsdp": 2, "tensor": 2}
+
+  specs = {}
+  for name in ("t5_v11", "bart"):
+    flat = traverse_util.flatten_dict(parallel.param_specs(
+        jax.tree.map(jnp.asarray, imported[name][2]), Mesh()))
+    specs.update({f"{name}:{'/'.join(k)}": v for k, v in flat.items()})
+  P = jax.sharding.PartitionSpec
+  # Gated MLP: columns over "tensor", rows over "fsdp" (d_model 16).
+  assert specs["t5_v11:encoder/layers_0/mlp/intermediate_linear/kernel"] == P(
+      "fsdp", "tensor")
+  # 3 heads do not divide by 2: the relative position table is replicated,
+  # as are T5's 3-head projections along heads.
+  assert specs["t5_v11:encoder/relative_position_bias/embedding"] == P()
+  assert specs["t5_v11:decoder/layers_0/self_attention/query/kernel"] == P(
+      "fsdp")
+  assert specs["t5_v11:decoder/logits_dense/kernel"] == P("fsdp", "tensor")
+  assert specs["bart:decoder/final_logits_bias"] == P("tensor")
+  # BART's 2 decoder heads split, its 4 encoder heads too.
+  assert specs["bart:decoder/layers_0/self_attention/query/kernel"] == P(
+      "fsdp", "tensor")
+
+
+@pytest.mark.parametrize("name", ["t5_v11", "bart"])
+def test_scan_layers_and_remat_compute_the_same(imported, name):
+  _, config, params, _, ref = imported[name]
+  scanned = config.replace(scan_layers=True, remat="full")
+  stacked = traverse_util.unflatten_dict(finetune.stack_layers(
+      traverse_util.flatten_dict(params)))
+  logits = {}
+  for cfg, p in ((config, params), (scanned, stacked)):
+    model = EncoderDecoder(cfg)
+    logits[cfg.scan_layers] = np.asarray(jax.jit(
+        lambda p, x, y: model.apply({"params": p}, x, y))(
+            p, jnp.asarray(ref["input_ids"]),
+            jnp.asarray(ref["decoder_input_ids"])))
+  error = np.abs(logits[True] - logits[False]).max()
+  assert error <= 1e-5 * np.abs(logits[False]).max()
 
 
 def _write_model_dir(path, config: dict, tensors=None, source="t5_v11"):
