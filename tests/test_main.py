@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from num2words import num2words
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -21,17 +23,43 @@ def test_tiny_experiment_trains_from_one_command_then_decodes(tmp_path):
               f"--config.data_dir={data_dir}")
   assert run.returncode == 0, run.stderr[-2000:]
   assert "step 20/20" in run.stdout
-  assert "[test @ step 20" in run.stdout and "→" in run.stdout
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
-  assert results["test"]["num_decoded"] == 200
-  assert os.listdir(os.path.join(workdir, "checkpoints"))
+  test = results["test"]
+  assert results["step"] == 20 and test["num_decoded"] == 200
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10",
+                                                                      "20"]
+  # It learned: the train loss fell from its first logged value (5.15 at
+  # step 5; ln 259 = 5.56 at init) and metrics.jsonl holds every log.
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  train = [r for r in rows if r["split"] == "train"]
+  assert [r["step"] for r in train] == [5, 10, 15, 20]
+  assert train[-1]["loss"] < 0.85 * train[0]["loss"]
+  assert [r for r in rows if r["split"] == "test"][-1]["loss"] == test["loss"]
+  # The printed test line is results.json's, and its samples pair each
+  # number with its English words.
+  line = next(l for l in run.stdout.splitlines()
+              if l.startswith("[test @ step 20"))
+  assert (f"loss {test['loss']:.4f}  token acc {test['accuracy']:.4f}  "
+          f"exact match {100 * test['exact_match']:.2f}%") in line
+  assert "(200 examples, greedy)" in line
+  samples = run.stdout.split(line + "\n", 1)[1].splitlines()[:9]
+  sources = [l.split()[1] for l in samples[0::3]]
+  hypotheses = [l.strip().removeprefix("→ ") for l in samples[1::3]]
+  for mark_and_source, hypothesis, ref in zip(samples[0::3], samples[1::3],
+                                              samples[2::3]):
+    number = int(mark_and_source.split()[1])
+    assert ref.strip() == f"ref {num2words(number)}"
+    assert mark_and_source.split()[0] == (
+        "✓" if hypothesis.strip() == f"→ {num2words(number)}" else "✗")
 
+  # --mode=decode on those sources prints what the test decoded for them.
   decoded = _main("--config=experiments/tiny.py", f"--workdir={workdir}",
                   f"--config.data_dir={data_dir}", "--mode=decode",
-                  stdin="12\n345\n")
+                  stdin="".join(f"{s}\n" for s in sources))
   assert decoded.returncode == 0, decoded.stderr[-2000:]
-  assert len(decoded.stdout.splitlines()) == 2
+  assert decoded.stdout.splitlines() == hypotheses
 
 
 def test_unknown_mode_and_config_field_are_rejected(tmp_path):
