@@ -42,7 +42,7 @@ def test_tiny_experiment_trains_from_one_command_then_decodes(tmp_path):
   line = next(l for l in run.stdout.splitlines()
               if l.startswith("[test @ step 20"))
   assert (f"loss {test['loss']:.4f}  token acc {test['accuracy']:.4f}  "
-          f"exact match {100 * test['exact_match']:.2f}%") in line
+          f"exact match {test['exact_match']:.2f}%") in line
   assert "(200 examples, greedy)" in line
   samples = run.stdout.split(line + "\n", 1)[1].splitlines()[:9]
   sources = [l.split()[1] for l in samples[0::3]]
