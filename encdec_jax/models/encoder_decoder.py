@@ -47,7 +47,28 @@ class EncoderDecoder(nn.Module):
                         source_ids_BxS=encoded.ids_BxS)
 
   def __call__(self, inputs_BxS, targets_in_BxT, *, token_types_BxS=None,
-               deterministic: bool = True) -> jax.Array:
+               deterministic: bool = True, packing=None) -> jax.Array:
+    """packing: None, or packed rows' {inputs,targets}_{segment_ids,positions}
+    (data/packing.py): several pairs per row, each attending only to
+    itself."""
+    if packing is not None:
+      return self._packed(inputs_BxS, targets_in_BxT, packing, token_types_BxS,
+                          deterministic)
     encoded = self.encode(inputs_BxS, token_types_BxS=token_types_BxS,
                           deterministic=deterministic)
     return self.decode(targets_in_BxT, encoded, deterministic=deterministic)
+
+  def _packed(self, inputs_BxS, targets_in_BxT, packing, token_types_BxS,
+              deterministic: bool) -> jax.Array:
+    source_segments_BxS = packing["inputs_segment_ids"]
+    hidden_BxSxD = self.encoder(
+        inputs_BxS, token_types_BxS, deterministic=deterministic,
+        segment_ids_BxS=source_segments_BxS,
+        positions_BxS=packing["inputs_positions"])
+    return self.decoder(
+        targets_in_BxT, hidden_BxSxD, source_segments_BxS > 0,
+        deterministic=deterministic,
+        source_ids_BxS=inputs_BxS if self.config.copy else None,
+        segment_ids_BxT=packing["targets_segment_ids"],
+        positions_BxT=packing["targets_positions"],
+        memory_segment_ids_BxS=source_segments_BxS)

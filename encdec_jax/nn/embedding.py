@@ -52,7 +52,10 @@ class PositionEmbedding(nn.Module):
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, length: int, *, decode: bool = False) -> jax.Array:
+  def __call__(self, length: int, *, decode: bool = False,
+               positions_BxL=None) -> jax.Array:
+    """1xLxD; with positions_BxL (packed rows: each segment counts from 0)
+    BxLxD, the rows of those positions."""
     cfg = self.config
     if length > cfg.max_len:
       raise ValueError(f"Sequence length {length} > max_len={cfg.max_len}.")
@@ -78,6 +81,8 @@ class PositionEmbedding(nn.Module):
         index = cache_index.value
         cache_index.value = index + 1
         return lax.dynamic_slice_in_dim(table_LxD, index + offset, 1)[None]
+    if positions_BxL is not None:
+      return jnp.take(table_LxD, positions_BxL + offset, axis=0)
     return table_LxD[None, offset:offset + length]
 
 
@@ -113,14 +118,15 @@ class Embedder(nn.Module):
     return self.token_embed
 
   def __call__(self, tokens_BxL, token_types_BxL=None, *, decode: bool = False,
-               deterministic: bool = True) -> jax.Array:
+               deterministic: bool = True, positions_BxL=None) -> jax.Array:
     cfg = self.config
     x_BxLxD = self._token_table()(tokens_BxL)
     if cfg.scale_embeddings:
       x_BxLxD = x_BxLxD * cfg.emb_dim ** 0.5
     if cfg.position_embedding != "none":
       x_BxLxD = x_BxLxD + self.position_embed(tokens_BxL.shape[1],
-                                              decode=decode)
+                                              decode=decode,
+                                              positions_BxL=positions_BxL)
     if self.num_token_types > 0:
       if token_types_BxL is None:
         token_types_BxL = jnp.zeros_like(tokens_BxL)

@@ -54,6 +54,20 @@ ACTIVATION_FNS = {
 _layer_norm = make_norm  # LayerNorm or RMSNorm, by config.norm
 
 
+def segment_mask(q_segment_ids_BxT, kv_segment_ids_BxS) -> jax.Array:
+  """Bx1xTxS for packed rows (data/packing.py): query t may attend key s iff
+  both belong to the same segment (ids > 0; 0 is padding)."""
+  return ((q_segment_ids_BxT[:, None, :, None] ==
+           kv_segment_ids_BxS[:, None, None, :]) &
+          (kv_segment_ids_BxS > 0)[:, None, None, :])
+
+
+def _refuse_packed_relative(cfg, segment_ids) -> None:
+  if segment_ids is not None and cfg.relative_position_buckets:
+    raise ValueError("config.pack_examples does not support T5 relative "
+                     "position biases (config.relative_position_buckets).")
+
+
 def residual(x_BxLxD, sublayer: Callable[[jax.Array], jax.Array],
              norm: nn.LayerNorm, dropout: Dropout, *, pre_layernorm: bool,
              deterministic: bool) -> jax.Array:
@@ -235,8 +249,13 @@ class TransformerEncoder(nn.Module):
 
   def __call__(self, inputs_BxS, token_types_BxS=None, *,
                decode: bool = False, mask_padding: bool = True,
-               deterministic: bool = True) -> jax.Array:
+               deterministic: bool = True, segment_ids_BxS=None,
+               positions_BxS=None) -> jax.Array:
+    """segment_ids_BxS / positions_BxS: packed rows (several examples per
+    row, data/packing.py); attention stays inside a segment and positions
+    restart at each."""
     cfg = self.config
+    _refuse_packed_relative(cfg, segment_ids_BxS)
     if decode and not cfg.causal:
       raise ValueError("decode=True needs config.causal: a bidirectional "
                        "encoder cannot run one step at a time.")
@@ -247,8 +266,12 @@ class TransformerEncoder(nn.Module):
     if cfg.causal and not decode:  # With decode the KV cache is causal.
       mask_Bx1xSxS = combine_masks(mask_Bx1xSxS,
                                    causal_mask(inputs_BxS.shape[1]))
+    if segment_ids_BxS is not None:
+      mask_Bx1xSxS = combine_masks(
+          mask_Bx1xSxS, segment_mask(segment_ids_BxS, segment_ids_BxS))
     x_BxSxD = self.embedder(inputs_BxS, token_types_BxS, decode=decode,
-                            deterministic=deterministic)
+                            deterministic=deterministic,
+                            positions_BxL=positions_BxS)
     table_NxH = (self.relative_position_bias()
                  if cfg.relative_position_buckets else None)
     x_BxSxD = run_stack(self.layers, x_BxSxD, mask_Bx1xSxS, table_NxH, decode,
@@ -294,17 +317,29 @@ class TransformerDecoder(nn.Module):
 
   def __call__(self, targets_BxT, memory_BxSxD, memory_valid_BxS, *,
                decode: bool = False, deterministic: bool = True,
-               source_ids_BxS=None) -> jax.Array:
+               source_ids_BxS=None, segment_ids_BxT=None, positions_BxT=None,
+               memory_segment_ids_BxS=None) -> jax.Array:
     """Logits BxTxV; with config.copy the log-probabilities of the copy
-    mixture (nn/copy_head.py) over source_ids_BxS, the encoder's input ids."""
+    mixture (nn/copy_head.py) over source_ids_BxS, the encoder's input ids.
+    Packed rows (data/packing.py): segment_ids_BxT, positions_BxT and
+    memory_segment_ids_BxS; a target token attends only to its own segment's
+    earlier targets and to its own source."""
     cfg = self.config
+    _refuse_packed_relative(cfg, segment_ids_BxT)
     if cfg.copy and source_ids_BxS is None:
       raise ValueError("config.copy needs source_ids_BxS (Encoded.ids_BxS).")
     # In decode mode the KV cache supplies the causal structure.
     self_mask_1x1xTxT = None if decode else causal_mask(targets_BxT.shape[1])
     cross_mask_Bx1x1xS = memory_valid_BxS[:, None, None, :]
+    if segment_ids_BxT is not None:  # Bx1xTxT and Bx1xTxS
+      self_mask_1x1xTxT = combine_masks(
+          self_mask_1x1xTxT, segment_mask(segment_ids_BxT, segment_ids_BxT))
+      cross_mask_Bx1x1xS = combine_masks(
+          cross_mask_Bx1x1xS,
+          segment_mask(segment_ids_BxT, memory_segment_ids_BxS))
     y_BxTxD = self.embedder(targets_BxT, decode=decode,
-                            deterministic=deterministic)
+                            deterministic=deterministic,
+                            positions_BxL=positions_BxT)
     table_NxH = (self.relative_position_bias()
                  if cfg.relative_position_buckets else None)
     inputs_BxTxD = y_BxTxD  # the copy head's p_gen reads them

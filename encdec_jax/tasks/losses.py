@@ -9,6 +9,7 @@ averages over (target tokens, examples, pixels).
 import jax
 import jax.numpy as jnp
 
+from encdec_jax.data import packing
 from encdec_jax.models.contract import shift_right
 
 
@@ -53,14 +54,24 @@ def seq2seq_loss(model, label_smoothing: float):
   `inputs` and predicts `targets` (teacher-forced): an encoder–decoder, a
   decoder-only LM (its inputs are empty) or a captioner (inputs are images).
 
-  rng=None evaluates deterministically (no dropout).
+  rng=None evaluates deterministically (no dropout). A packed batch
+  (data/packing.py: several pairs per row, with segment ids and positions)
+  is shifted per segment and masked by segment; its sums are per real token
+  like an unpacked batch's.
   """
 
   def loss_fn(params, batch, rng=None):
+    kwargs = {}
+    if packing.is_packed(batch):
+      decoder_in_BxT = packing.shift_right_packed(
+          batch["targets"], batch["targets_segment_ids"])
+      kwargs["packing"] = packing.model_packing(batch)
+    else:
+      decoder_in_BxT = shift_right(batch["targets"])
     logits_BxTxV = model.apply(
-        {"params": params}, batch["inputs"], shift_right(batch["targets"]),
+        {"params": params}, batch["inputs"], decoder_in_BxT,
         deterministic=rng is None,
-        rngs=None if rng is None else {"dropout": rng})
+        rngs=None if rng is None else {"dropout": rng}, **kwargs)
     sums = cross_entropy_sums(logits_BxTxV, batch["targets"],
                               token_weights(batch), label_smoothing)
     return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums

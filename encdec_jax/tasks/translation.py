@@ -8,7 +8,7 @@ match, BLEU (config.bleu_tokenize) and chrF.
 
 import jax.numpy as jnp
 
-from encdec_jax.data import pipeline
+from encdec_jax.data import packing, pipeline
 from encdec_jax.data import sources as sources_lib
 from encdec_jax.decoding.config import (decode_settings, describe_decoding,
                                         make_decode_fn)
@@ -39,6 +39,13 @@ def seq2seq_loss(model, config):
 
 
 def text_train_dataset(exp):
+  if exp.config.get("pack_examples", False):  # data/packing.py
+    if not isinstance(exp.model, EncoderDecoder):
+      raise ValueError("config.pack_examples needs a Transformer "
+                       "encoder-decoder (config.model.family), got "
+                       f"{type(exp.model).__name__}.")
+    return packing.train_dataset(exp.sources["train"], exp.tokenizer,
+                                 exp.config, seed=exp.config.seed)
   return pipeline.train_dataset(exp.sources["train"], exp.tokenizer,
                                 exp.config, seed=exp.config.seed)
 
