@@ -1,5 +1,6 @@
 """Autoencoders of real digits: data, batches, models, training, anomalies."""
 
+import re
 import time
 
 import jax
@@ -296,14 +297,29 @@ def test_encoder_saves_and_loads_bit_exactly(tmp_path):
 # --- (h) config errors --------------------------------------------------------
 
 
-@pytest.mark.parametrize('changes,field', [
-    (dict(family='rnn'), 'family'), (dict(bottleneck_dim=0), 'bottleneck_dim'),
-    (dict(bottleneck_dim=-3), 'bottleneck_dim'),
-    (dict(image_shape=(8, 8)), 'image_shape'),
-    (dict(hidden_dims=()), 'hidden_dims'),
-    (dict(family='conv', conv_features=(16, 0)), 'conv_features')])
-def test_config_errors_name_the_field(changes, field):
-  with pytest.raises(ValueError, match=field):
+@pytest.mark.parametrize('changes,message', [
+    pytest.param(dict(family='rnn'),
+                 "family='rnn' is not known; use one of ('mlp', 'conv').",
+                 id='family'),
+    pytest.param(dict(bottleneck_dim=0),
+                 'bottleneck_dim must be positive, got 0; use e.g. 16 or 32.',
+                 id='bottleneck_dim_0'),
+    pytest.param(dict(bottleneck_dim=-3),
+                 'bottleneck_dim must be positive, got -3; use e.g. 16 or 32.',
+                 id='bottleneck_dim_negative'),
+    pytest.param(dict(image_shape=(8, 8)),
+                 'image_shape=(8, 8) must be 3 positive sizes (H, W, C), e.g. '
+                 '(8, 8, 1).', id='image_shape'),
+    pytest.param(dict(hidden_dims=()),
+                 "hidden_dims=() must be one or more positive sizes for family "
+                 "'mlp', e.g. (256, 128) or (16, 32).", id='hidden_dims'),
+    pytest.param(dict(family='conv', conv_features=(16, 0)),
+                 "conv_features=(16, 0) must be one or more positive sizes for "
+                 "family 'conv', e.g. (256, 128) or (16, 32).",
+                 id='conv_features')])
+def test_config_error_messages(changes, message):
+  """The whole message, as docs/errors.md lists it."""
+  with pytest.raises(ValueError, match=f'^{re.escape(message)}$'):
     AutoencoderConfig(**changes)
   fields = AutoencoderConfig(family='conv', image_shape=[28, 28, 1],
                              conv_features=[8, 16]).encoder_fields()

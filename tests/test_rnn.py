@@ -2,6 +2,7 @@
 encoder checkpoints, config errors."""
 import functools
 import json
+import re
 
 import flax
 import jax
@@ -302,10 +303,21 @@ def test_encoder_checkpoint_round_trip(tmp_path):
     checkpoint.load_encoder(path, into=fresh, expected_spec=wider)
 
 
-@pytest.mark.parametrize("changes,field", [
-    ({"cell": "rnn"}, "cell"), ({"attention": "dot"}, "attention"),
-    ({"hidden_dim": 0}, "hidden_dim"), ({"dropout_rate": 1.0}, "dropout_rate"),
-    ({"output_vocab_size": 13}, "share_embeddings")])
-def test_config_errors_name_the_field(changes, field):
-  with pytest.raises(ValueError, match=field):
+@pytest.mark.parametrize("changes,message", [
+    pytest.param({"cell": "rnn"}, "cell='rnn' is not one of ('lstm', 'gru').",
+                 id="cell"),
+    pytest.param({"attention": "dot"},
+                 "attention='dot' is not one of ('additive', 'none').",
+                 id="attention"),
+    pytest.param({"hidden_dim": 0}, "hidden_dim must be >= 1, got 0.",
+                 id="hidden_dim"),
+    pytest.param({"dropout_rate": 1.0},
+                 "dropout_rate must be in [0, 1), got 1.0.", id="dropout_rate"),
+    pytest.param({"output_vocab_size": 13},
+                 "share_embeddings needs output_vocab_size == vocab_size, got "
+                 "13 != 11; set share_embeddings=False.",
+                 id="share_embeddings")])
+def test_config_error_messages(changes, message):
+  """The whole message, as docs/errors.md lists it."""
+  with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
     tiny_config(**changes)
