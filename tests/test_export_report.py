@@ -43,7 +43,7 @@ def test_transfer_report_table_and_plot(tmp_path, capsys):
   (tmp_path / "frozen_100_seed0").mkdir()  # unfinished: no results.json
   transfer.report(str(tmp_path), str(tmp_path))
   out = capsys.readouterr().out
-  assert "| scratch | 30.0 ± 10.0 (n=2) | – |" in out
+  assert "| scratch | 30.0 ± 14.1 (n=2) | – |" in out  # sample s.d.
   assert "| ulmfit | 90.0 | 95.0 |" in out
   assert "frozen" not in out.split("wrote")[0]
   assert (tmp_path / "transfer.png").stat().st_size > 1000

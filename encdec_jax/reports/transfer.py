@@ -3,8 +3,15 @@ r"""Table and plot of the transfer experiment (launch/transfer_study.sh).
   python -m encdec_jax.reports.transfer --runs=runs/classify [--out=DIR]
 
 Reads `results.json` of every `<arm>_<labels>_seed<seed>` workdir under
---runs, prints test accuracy (mean ± spread over seeds) per arm and number
-of labels as Markdown, and writes `transfer.png` (accuracy vs labels).
+--runs, prints test accuracy (mean ± sample standard deviation over seeds,
+ddof=1) per arm and number of labels as Markdown, and writes `transfer.png`
+(accuracy vs labels).
+
+What a seed (`config.seed`) varies: the order of the training examples
+(every arm), and the initialisation of the parameters that are not loaded,
+which for the scratch arm is the whole model; the transferred arms load
+the encoder and zero-initialise the head, and the model has no dropout, so
+for them the seed varies the data order only.
 """
 
 import collections
@@ -39,7 +46,7 @@ def markdown(found: dict) -> str:
       accs = found.get((arm, n), [])
       cell = f"{np.mean(accs):.1f}" if accs else "–"
       if len(accs) > 1:
-        cell += f" ± {np.std(accs):.1f} (n={len(accs)})"
+        cell += f" ± {np.std(accs, ddof=1):.1f} (n={len(accs)})"
       cells.append(cell)
     rows.append([arm, *cells])
   return common.markdown_table(["arm", *(f"{n} labels" for n in labels)],
