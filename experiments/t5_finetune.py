@@ -26,6 +26,9 @@ finetune.py): the model block below holds only run-level fields. Arms
   ulmfit          gradual unfreezing top down (decoder, then encoder layers
                   from the top, the embeddings last) with discriminative
                   learning rates, every `unfreeze_every` steps
+  tiny            finetune's groups for a smoke run of the tiny test model
+                  (tests/data/hf_tiny/t5_v11): short texts, 30 steps, no
+                  dropout (README "Pretrained encoder-decoders")
 
 T5 reads its inputs as text-to-text: put the task prefix ("summarize: ",
 "translate English to German: ") into your source column.
@@ -35,7 +38,7 @@ import ml_collections
 
 from experiments import number_translation
 
-ARMS = ("finetune", "frozen_encoder", "ulmfit")
+ARMS = ("finetune", "frozen_encoder", "ulmfit", "tiny")
 
 
 def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
@@ -73,9 +76,17 @@ def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
   c.num_decode_examples = 200
   c.bleu_tokenize = "13a"
   c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
-  if arm == "finetune":
+  if arm in ("finetune", "tiny"):
     c.group_optim = ml_collections.ConfigDict(
         {"encoder": {"learning_rate": 1e-4}})
+  if arm == "tiny":
+    c.update(max_source_length=32, max_target_length=16, max_decode_length=16,
+             bucket_boundaries=(16, 32), batch_size=16, eval_batch_size=16,
+             num_train_steps=30, learning_rate=3e-3, warmup_steps=5,
+             log_every=5, eval_every=20, checkpoint_every=10,
+             num_eval_examples=16, num_decode_examples=8)
+    c.group_optim.encoder.learning_rate = 1e-3
+    c.model.update(dropout_rate=0.0, attention_dropout_rate=0.0)
   elif arm == "frozen_encoder":
     c.frozen_groups = ("encoder",)
   elif arm == "ulmfit":
