@@ -49,11 +49,13 @@ def save(manager: ocp.CheckpointManager, state, data_state: dict,
   """Starts an async save of `state` (an earlier save's failure shows here)."""
   step = int(jax.device_get(state.step))
   try:
-    manager.save(step, args=ocp.args.Composite(
+    items = dict(
         state=ocp.args.StandardSave(state),
-        encoder=ocp.args.StandardSave(state.params["encoder"]),
         data=ocp.args.JsonSave(data_state),
-        meta=ocp.args.JsonSave(dict(meta, step=step))))
+        meta=ocp.args.JsonSave(dict(meta, step=step)))
+    if "encoder" in state.params:  # (an adapter-only LoRA state has none)
+      items["encoder"] = ocp.args.StandardSave(state.params["encoder"])
+    manager.save(step, args=ocp.args.Composite(**items))
   except Exception as e:
     raise _write_error(manager, step, e) from e
 

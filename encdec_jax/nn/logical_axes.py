@@ -53,6 +53,8 @@ def logical_axes(path: tuple, shape: tuple) -> tuple:
   """Logical axis names of the parameter at `path` (a tuple of names) with
   `shape`; (None, ...) for a parameter without names (replicated)."""
   path = tuple(str(p) for p in path)
+  if len(path) >= 2 and path[-1] in ("lora_a", "lora_b"):
+    return _adapter_axes(path, shape)
   axes = None
   if len(path) >= 2:
     owner, name = path[-2], path[-1]
@@ -73,3 +75,23 @@ def logical_axes(path: tuple, shape: tuple) -> tuple:
   if len(shape) != len(axes):
     return (None,) * len(shape)
   return axes
+
+
+def _adapter_axes(path: tuple, shape: tuple) -> tuple:
+  """A LoRA adapter (encdec_jax/lora) of a projection kernel is sharded like
+  the kernel's input axes (A: (*in, rank)) or output axes (B: (rank, *out)),
+  the rank replicated, a scan_layers "layers" axis first."""
+  in_block = any(p.startswith(("layers", "embedder", "logits_dense"))
+                 for p in path)
+  base = _BY_OWNER.get((path[-2], "kernel")) if in_block else None
+  if base is None:
+    return (None,) * len(shape)
+  n_in = 2 if path[-2] == "out" else 1
+  if path[-1] == "lora_a":
+    axes = base[:n_in] + (None,)
+  else:
+    axes = (None,) + base[n_in:]
+  stacked = len(shape) - len(axes)
+  if stacked not in (0, 1) or (stacked and "layers" not in path):
+    return (None,) * len(shape)
+  return ("layers",) * stacked + axes

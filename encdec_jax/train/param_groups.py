@@ -155,6 +155,10 @@ def _group_settings(config, group: str) -> dict:
 def make_plan(config, params) -> Plan:
   """Groups, settings and start steps for `params` under `config`."""
   rules = tuple(config.get("param_groups", DEFAULT_GROUP_RULES))
+  if isinstance(params, dict) and set(params) == {"base", "lora"}:
+    # A LoRA run (encdec_jax/lora): the base frozen, adapters in their groups.
+    from encdec_jax.lora import adapters  # pylint: disable=g-import-not-at-top
+    rules = tuple(config.lora.get("param_groups") or adapters.group_rules())
   labels = {path: _label(path_name(path), rules)
             for path in traverse_util.flatten_dict(params)}
   groups = sorted(set(labels.values()))
