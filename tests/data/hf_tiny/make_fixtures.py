@@ -6,6 +6,11 @@ suite); on these machines:
   PEERS/.venv/bin/pip install sentencepiece tokenizers protobuf
   PEERS/.venv/bin/python tests/data/hf_tiny/make_fixtures.py
 
+(where that folder is read-only, the same into any venv: python3 -m venv V
+&& V/bin/pip install torch==2.13.0 && V/bin/pip install transformers==5.23.0
+numpy sentencepiece tokenizers protobuf; pyproject's `hf-reference` extra
+lists them). The output is deterministic: a rerun rewrites the same bytes.
+
 Four randomly initialised models, each saved as a Hugging Face directory
 (config.json, model.safetensors, generation_config.json, its tokenizer files)
 next to reference.npz:
