@@ -31,14 +31,18 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, tokenizer, "
                     "TensorBoard events and results.")
 flags.DEFINE_enum("mode", "train",
-                  ["train", "eval", "decode", "embed", "export_encoder"],
+                  ["train", "eval", "decode", "embed", "export_encoder",
+                   "export_adapter", "merge_adapter"],
                   "train (resumes if the workdir has a checkpoint), eval (the "
                   "latest checkpoint on validation and test), decode (--input "
                   "to --output; an LM continues each line), embed (unit "
                   "sentence vectors of the --input lines to the .npy "
                   "--output), export_encoder (the latest checkpoint's "
                   "encoder, with its config and tokenizer, to the directory "
-                  "--output, for --config.init_encoder).")
+                  "--output, for --config.init_encoder), export_adapter (a "
+                  "LoRA run's adapters and their settings to the directory "
+                  "--output, for --config.lora.adapter), merge_adapter (the "
+                  "adapters folded into the base: a plain workdir --output).")
 flags.DEFINE_string("input", "-", "--mode=decode: source file, one a line; "
                     "'-' reads stdin.")
 flags.DEFINE_string("output", "-", "--mode=decode: output file ('-' is "
@@ -104,6 +108,22 @@ def main(argv):
       step = checkpoint.export_encoder(workdir, FLAGS.output)
       print(f"saved the encoder of step {step} in {FLAGS.output}; fine-tune "
             f"from it with --config.init_encoder={FLAGS.output}")
+    elif FLAGS.mode in ("export_adapter", "merge_adapter"):
+      if FLAGS.output == "-":
+        raise ValueError(f"--mode={FLAGS.mode} needs --output=DIR, a new "
+                         "directory.")
+      from encdec_jax.lora import store  # pylint: disable=g-import-not-at-top
+      if FLAGS.mode == "export_adapter":
+        spec = store.export_adapter(config, workdir, FLAGS.output)
+        print(f"saved the adapters of step {spec['step']} "
+              f"({spec['num_params']:,} params) in {FLAGS.output}; apply "
+              f"them with --config.lora.adapter={FLAGS.output} and "
+              f"--workdir=<the base run, {spec['base']}>")
+      else:
+        step = store.merge_adapter(config, workdir, FLAGS.output)
+        print(f"merged the adapters of step {step} into the base: a plain "
+              f"workdir in {FLAGS.output}; decode it with the same flags "
+              f"and --workdir={FLAGS.output}")
     elif FLAGS.mode == "embed":
       inference.embed_file(config, workdir, FLAGS.input, FLAGS.output,
                            FLAGS.neighbours)

@@ -101,6 +101,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.init_encoder = ""
   c.init_encoder_trainable = False
   c.init_encoder_strict = True
+  # LoRA (encdec_jax/lora): train low-rank adapters of the projections whose
+  # paths match `targets` (regexes, e.g. r"encoder/.*/attention/(query|value)"
+  # or (regex, {"rank": 4, "alpha": 8}) pairs) on the frozen model trained in
+  # the workdir `base`; groups lora_encoder / lora_decoder (group_optim).
+  # adapter: an --mode=export_adapter directory applied to the base run in
+  # --workdir (eval/decode/merge_adapter).
+  c.lora = ml_collections.ConfigDict(dict(
+      base="", targets=(), rank=8, alpha=16.0, init_std=0.0, dropout=0.0,
+      adapter=""))
 
   # A NaN/Inf loss or gradient never updates the params (so no checkpoint
   # holds one); "stop" ends the run naming the last good checkpoint, "skip"

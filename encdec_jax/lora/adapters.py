@@ -224,6 +224,9 @@ class LoraModel:
 def wrap(model, config):
   """`model` as a LoraModel when config.lora.targets is set; else itself."""
   lora_config = config.get("lora")
+  if lora_config and lora_config.get("adapter"):
+    from encdec_jax.lora import store  # pylint: disable=g-import-not-at-top
+    store.configure(config)  # the exported adapter's targets, rank, alpha
   if not lora_config or not lora_config.get("targets"):
     return model
   return LoraModel(model, lora_config)

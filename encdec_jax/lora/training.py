@@ -70,9 +70,15 @@ def base_meta(config, abstract_base) -> dict:
                       for t in config.lora.targets]}
 
 
+def adapter_mode(config) -> bool:
+  """config.lora.adapter: an exported adapter on the base run in --workdir."""
+  lora = config.get("lora")
+  return bool(lora and lora.get("adapter"))
+
+
 def add_meta(config, meta: dict, abstract_params) -> dict:
   """`meta` with meta["lora"] for a LoRA run (unchanged otherwise)."""
-  if not enabled(config):
+  if not enabled(config) or adapter_mode(config):
     return meta
   if config.get("init_from"):
     raise ValueError("config.lora with config.init_from is not supported yet: "
@@ -135,3 +141,29 @@ def with_base(config, saved, abstract_params):
   base, _ = load_base(config, parallel.abstract(abstract_params["base"]))
   full = {"base": base, "lora": params["lora"]}
   return saved.replace(params=full) if hasattr(saved, "params") else full
+
+
+def read_target(config, manager, abstract):
+  """What a reader (eval/decode) restores from the workdir's checkpoint:
+  the adapters of an adapter-only checkpoint, the base run's params under
+  config.lora.adapter, a plain model's params (a merged one) as they are."""
+  if not _is_lora_tree(abstract):
+    return abstract
+  if adapter_mode(config):
+    return abstract["base"]
+  try:
+    saved = checkpoint.read_meta(manager)
+  except Exception:  # unreadable: checkpoint.resume's policy reports it
+    saved = {"lora": True}
+  return {"lora": abstract["lora"]} if "lora" in saved else abstract["base"]
+
+
+def after_read(config, params, abstract):
+  """The params a reader runs: base + adapters (unmerged), or plain."""
+  if not _is_lora_tree(abstract):
+    return params
+  if adapter_mode(config):
+    from encdec_jax.lora import store  # pylint: disable=g-import-not-at-top
+    lora = store.load_adapter(config.lora.adapter, params, config.lora)
+    return {"base": params, "lora": lora}
+  return with_base(config, params, abstract)

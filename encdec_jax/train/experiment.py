@@ -14,7 +14,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from encdec_jax import checkpoint, io_utils, parallel
+from encdec_jax import checkpoint, io_utils, lora, parallel
 from encdec_jax import tasks
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
@@ -86,6 +86,9 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
       raise FileNotFoundError(
           f"no tokenizer at {tokenizer_lib.tokenizer_path(workdir)}: this "
           "workdir holds no trained run; train first (--mode=train).")
+    if (train_tokenizer and config.get("lora") and config.lora.get("base")
+        and task.encoder_reads_text):  # a LoRA run reads the base's tokens
+      checkpoint.install_encoder_tokenizer(config.lora.base, workdir)
     # Multi-host: process 0 trains and writes the tokenizer; the others
     # read it after a barrier (a no-op with one process).
     if jax.process_index() == 0:
@@ -97,6 +100,7 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
                                                         texts)
   model = build_model(task, config, finetune.model_vocab_size(config) or (
       tokenizer and tokenizer.vocab_size), sources)
+  model = lora.wrap(model, config)  # params {"base", "lora"} under LoRA
   return Experiment(config, workdir, parallel.make_mesh(config), sources,
                     tokenizer, model, task)
 

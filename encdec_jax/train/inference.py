@@ -14,6 +14,7 @@ from encdec_jax.decoding.config import (decode_settings, describe_decoding,
                                         make_decode_fn)
 from encdec_jax.tasks import evaluation, retrieval
 from encdec_jax.train import evaluators, experiment
+from encdec_jax.lora import training as lora_training
 from encdec_jax.train import metrics_writer as mw
 
 
@@ -21,9 +22,14 @@ def restore_latest(config, workdir):
   """(experiment, params, step) of the workdir's latest checkpoint."""
   exp = experiment.setup(config, workdir, train_tokenizer=False)
   manager = checkpoint.make_manager(workdir, async_save=False)
-  params, step = checkpoint.restore_params(manager,
-                                           experiment.abstract_params(exp))
-  return exp, params, step
+  abstract = experiment.abstract_params(exp)
+  # A LoRA workdir's checkpoints hold only the adapters; the base is put
+  # back from config.lora.base (refused if its hash differs).
+  lora_training.check_resume(manager, lora_training.add_meta(
+      config, experiment.checkpoint_meta(exp), abstract))
+  params, step = checkpoint.restore_params(
+      manager, lora_training.read_target(config, manager, abstract))
+  return exp, lora_training.after_read(config, params, abstract), step
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:

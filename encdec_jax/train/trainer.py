@@ -17,6 +17,7 @@ from typing import Any
 import jax
 
 from encdec_jax import checkpoint, parallel
+from encdec_jax.lora import training as lora_training
 from encdec_jax.pretrained import finetune
 from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
@@ -227,7 +228,9 @@ def _set_up(config, workdir: str) -> _Run:
   plan = param_groups.make_plan(config, experiment.abstract_params(exp))
   stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
                      dropout_key(config))
-  return _Run(config, workdir, exp, manager, experiment.checkpoint_meta(exp),
+  meta = lora_training.add_meta(config, experiment.checkpoint_meta(exp),
+                                experiment.abstract_params(exp))
+  return _Run(config, workdir, exp, manager, meta,
               plan, stepper, jax.random.key(config.seed), start)
 
 
@@ -244,14 +247,18 @@ def _abstract_state(run: _Run, step: int):
   abstract = jax.eval_shape(
       lambda rng: experiment.create_state(
           run.exp, _optimizer_for(run, step), rng)[0], run.init_rng)
-  return parallel.abstract(abstract, parallel.state_shardings(
-      abstract, run.exp.mesh, parallel.axis_rules(run.config)))
+  return lora_training.for_checkpoint(parallel.abstract(
+      abstract, parallel.state_shardings(abstract, run.exp.mesh,
+                                         parallel.axis_rules(run.config))))
 
 
 def _fresh_state(run: _Run):
   """A new state, with config.init_encoder's encoder if one is given."""
   state = experiment.create_state(run.exp, _optimizer_for(run, 0),
                                   run.init_rng)[0]
+  # A LoRA run (encdec_jax/lora): the base from config.lora.base.
+  state = state.replace(params=lora_training.fresh_params(run.config,
+                                                          state.params))
   if run.config.get("init_encoder"):
     state = state.replace(params=experiment.load_encoder(run.exp,
                                                          state.params))
@@ -269,10 +276,13 @@ def _resume_or_start(run: _Run):
   checkpoint.remove_unfinished(run.manager)
   resume_step = 0
   if run.manager.latest_step() is not None:
+    lora_training.check_resume(run.manager, run.meta)  # the same base
     state, data_state, resume_step = checkpoint.resume(
         run.manager, lambda step: _abstract_state(run, step), run.meta,
         policy=run.config.get("corrupt_checkpoint", "fallback"), log=mw.log)
     run.train_iter.set_state(data_state)
+    state = lora_training.with_base(run.config, state,
+                                    experiment.abstract_params(run.exp))
     mw.log(f"resumed from {run.manager.directory} at step {int(state.step)}")
   else:
     state = _fresh_state(run)
@@ -376,7 +386,8 @@ def _save(run: _Run, state, step: int) -> None:
   if run.saved_step != step:  # a stop right after a periodic save saves once
     if run.examples:
       run.examples.flush()  # the log must cover every step a checkpoint holds
-    checkpoint.save(run.manager, state, run.train_iter.get_state(), run.meta)
+    checkpoint.save(run.manager, lora_training.for_checkpoint(state),
+                    run.train_iter.get_state(), run.meta)
     run.saved_step = step
 
 
