@@ -38,6 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_source_length = 48
   c.max_target_length = 48
   c.overlong = "truncate"  # or "drop"; counted and logged either way
+  # Training pairs with an empty source or target (a blank side, a stray
+  # TAB): "skip" gives them weight 0, "keep" trains on them; counted and
+  # logged (empty_examples) either way.
+  c.empty_pairs = "skip"
   c.bucket_boundaries = (8, 12, 16, 20, 24, 32, 48)
   c.batch_size = 128
   c.eval_batch_size = 256

@@ -24,12 +24,20 @@ def _first_line(error: Exception) -> str:
 
 def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
            expected_meta: dict, *, policy: str = "fallback",
-           log: Callable[[str], None] = print) -> tuple[Any, dict, int]:
+           log: Callable[[str], None] = print,
+           read: Callable[[int], tuple] | None = None,
+           set_aside: bool = True) -> tuple:
   """(state, data_state, step) of the newest readable checkpoint.
 
   `target(step)` is the (abstract) state a checkpoint of `step` restores
   into; `expected_meta` what its meta must agree on (check_compatible).
+  A reader (--mode=eval/decode/embed) passes `read(step)`, the tuple to
+  read instead (e.g. (params,)), and set_aside=False: an unreadable step is
+  then passed over with the same warning but left where it is (training
+  moves it aside), and the result is (*read(step), step).
   """
+  if read is None:
+    read = lambda step: train_state.restore(manager, target(step), step)[:2]
   steps = sorted(manager.all_steps(), reverse=True)
   for i, step in enumerate(steps):
     where = layout.step_dir(manager, step)
@@ -41,8 +49,7 @@ def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
       train_state.check_compatible(saved_meta, expected_meta,
                                    str(manager.directory))
       try:
-        state, data_state, _ = train_state.restore(manager, target(step), step)
-        return state, data_state, step
+        return (*read(step), step)
       except Exception as e:
         problem = e
     older = steps[i + 1] if i + 1 < len(steps) else None
@@ -52,6 +59,11 @@ def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
           + ("move it away to resume from the one before, or set "
              "--config.corrupt_checkpoint=fallback" if older is not None else
              "no older checkpoint to fall back to: use a new --workdir"))
+    if not set_aside:
+      log(f"WARNING: checkpoint {where} cannot be read "
+          f"({_first_line(problem)}); using step {older} (the next training "
+          "run moves the unreadable one aside)")
+      continue
     moved = train_state.set_aside(manager, step)
     log(f"WARNING: checkpoint {where} cannot be read "
         f"({_first_line(problem)}); moved it to {moved} and resuming "

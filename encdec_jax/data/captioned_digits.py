@@ -32,7 +32,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from encdec_jax.data import digits
+from encdec_jax.data import digits, prepare_once
 
 DIGIT_SIDE = digits.IMAGE_SHAPE[0]  # 8: the digits are 8x8.
 WORDS = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',
@@ -172,11 +172,6 @@ def prepare(config: CaptionsConfig,
   """
   # TFDS refuses a config object named like a predefined one: pass the name.
   known = {c.name for c in CaptionedDigits.BUILDER_CONFIGS}
-  builder = CaptionedDigits(
+  return prepare_once.prepare(lambda: CaptionedDigits(
       config=config.name if config.name in known else config,
-      data_dir=data_dir)
-  if not builder.is_prepared():
-    builder.download_and_prepare(
-        file_format='array_record',
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return builder
+      data_dir=data_dir))

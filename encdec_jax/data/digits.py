@@ -19,7 +19,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from encdec_jax.data import pipeline
+from encdec_jax.data import pipeline, prepare_once
 
 NAME = 'sklearn_digits'
 IMAGE_SHAPE = (8, 8, 1)
@@ -96,12 +96,7 @@ def prepare(data_dir: str | os.PathLike | None = None) -> SklearnDigits:
 
   Returns the prepared builder (use `.as_data_source(split)` to read it).
   """
-  builder = SklearnDigits(data_dir=data_dir)
-  if not builder.is_prepared():
-    builder.download_and_prepare(
-        file_format='array_record',
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return builder
+  return prepare_once.prepare(lambda: SklearnDigits(data_dir=data_dir))
 
 
 def load_split_arrays(split: str, data_dir: str | os.PathLike | None = None

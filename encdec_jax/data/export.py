@@ -28,13 +28,20 @@ def export_tsv(dataset: str, out_dir: str, source_lang: str = "source",
   for split in SPLITS:
     source = sources.make_source(config, split)
     paths[split] = os.path.join(out_dir, f"{split}.tsv")
-    with open(paths[split], "w", encoding="utf-8") as f:
-      for ex in pipeline.iter_examples(source):
-        if "\t" in ex["source"] + ex["target"] or "\n" in (
-            ex["source"] + ex["target"]):
-          raise ValueError(f"{dataset}/{split}: a pair contains a TAB or "
-                           "newline; TSV cannot hold it, use JSONL.")
-        f.write(f"{ex['source']}\t{ex['target']}\n")
+    # Written whole or not at all: a killed export must not leave a file
+    # that looks complete and trains on part of the split.
+    tmp = paths[split] + ".tmp"
+    try:
+      with open(tmp, "w", encoding="utf-8") as f:
+        for ex in pipeline.iter_examples(source):
+          if any(c in ex["source"] + ex["target"] for c in "\t\n\r"):
+            raise ValueError(f"{dataset}/{split}: a pair contains a TAB or "
+                             "line break; TSV cannot hold it, use JSONL.")
+          f.write(f"{ex['source']}\t{ex['target']}\n")
+    except BaseException:
+      os.remove(tmp)
+      raise
+    os.replace(tmp, paths[split])
   return paths
 
 

@@ -12,7 +12,7 @@ config.dataset:
 """
 import os
 
-from encdec_jax.data import sources
+from encdec_jax.data import sources, text_lines
 
 LM_FIELDS = ('source', 'target')
 
@@ -45,14 +45,15 @@ class LMTexts:
 
 def _read_lines(path: str) -> list[str]:
   try:
-    with open(path, encoding='utf-8-sig') as f:
-      lines = [line.rstrip('\r\n') for line in f]
+    with open(path, 'rb') as f:
+      # '\n' ends a line, nothing else (a lone '\r' or a U+2028 in a text
+      # does not split it in two): data/text_lines.py.
+      lines = text_lines.split_lines(f.read(), path)
   except OSError as e:
     raise sources.DataError(f'{path}: cannot read text file: '
                             f'{e.strerror}') from None
-  except UnicodeDecodeError as e:
-    raise sources.DataError(f'{path}: not UTF-8 ({e.reason}); re-save the '
-                            'file as UTF-8') from None
+  except ValueError as e:
+    raise sources.DataError(str(e)) from None
   texts = [line for line in lines if line.strip()]
   if not texts:
     raise sources.DataError(f'{path}: no text (the file is empty or blank); '

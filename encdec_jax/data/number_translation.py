@@ -36,6 +36,8 @@ import num2words
 import numpy as np
 import tensorflow_datasets as tfds
 
+from encdec_jax.data import prepare_once
+
 DIGITS = 'digits'  # "language" that renders a number as str(n).
 _CHUNK = 8192  # Numbers per worker task: large, so pickling overhead is tiny.
 # TFDS serialises examples in the main process at ~75 us each, slower than
@@ -213,9 +215,5 @@ def prepare(config: str | NumberTranslationConfig | None,
   Returns:
     The prepared builder (use `.as_data_source(split)` to read it).
   """
-  builder = NumberTranslation(config=config, data_dir=data_dir)
-  if not builder.is_prepared():
-    builder.download_and_prepare(
-        file_format='array_record',
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return builder
+  return prepare_once.prepare(
+      lambda: NumberTranslation(config=config, data_dir=data_dir))

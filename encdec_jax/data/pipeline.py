@@ -3,7 +3,11 @@
 Batches are dicts of numpy arrays:
   inputs_BxS, targets_BxT  int32 token ids, EOS-terminated, 0-padded;
   example_weight_B         float32, 0 for padding rows and dropped examples;
-  overlong_B               int32, 1 where the example exceeded a max length.
+  overlong_B               int32, 1 where the example exceeded a max length;
+  empty_B                  int32, 1 where a training pair has an empty (or
+                           whitespace-only) source or target (training
+                           batches only; config.empty_pairs says whether it
+                           keeps its weight).
 S and T are bucket boundaries, so a training run compiles its step once per
 (S, T) bucket pair, not once per batch.
 
@@ -168,30 +172,62 @@ def ordered_batches(num_examples: int, batch_size: int,
   return grain.MapDataset.range(num_examples).batch(batch_size).map(make_batch)
 
 
-def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int):
-  """indices -> a padded batch: one read, then tokenize and pad."""
+def is_empty(example: dict, needs_source: bool = True) -> bool:
+  """Whether a pair has nothing to learn from: a blank target, or a blank
+  source where the task reads one (a decoder-only LM's source is always
+  empty)."""
+  return (not example["target"].strip() or
+          (needs_source and not example["source"].strip()))
+
+
+def flag_empty(batch: dict, examples: Sequence[dict], policy: str,
+               needs_source: bool = True) -> dict:
+  """Adds empty_B (1 where is_empty) to `batch`; under policy "skip" those
+  rows get weight 0, under "keep" they are trained on. Counted either way
+  (the trainer logs empty_examples)."""
+  empty_B = np.zeros(batch["example_weight"].shape, np.int32)
+  empty_B[:len(examples)] = [is_empty(e, needs_source) for e in examples]
+  if policy == "skip":
+    batch["example_weight"] = np.where(empty_B == 1, np.float32(0),
+                                       batch["example_weight"])
+  return dict(batch, empty=empty_B)
+
+
+def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int,
+              empty_policy: str | None = None, needs_source: bool = True):
+  """indices -> a padded batch: one read, then tokenize and pad (and, for
+  training, flag empty pairs: `flag_empty`)."""
   boundaries = check_lengths(
       config, (config.max_source_length, config.max_target_length))
 
   def make_batch(indices):
+    raw = read_many(source, indices)
     examples = [tokenize_pair(ex, tokenizer, config.max_source_length,
                               config.max_target_length)
-                for ex in read_many(source, indices)]
-    return pad_batch(examples, batch_size, boundaries, config.overlong)
+                for ex in raw]
+    batch = pad_batch(examples, batch_size, boundaries, config.overlong)
+    if empty_policy is not None:
+      batch = flag_empty(batch, raw, empty_policy, needs_source)
+    return batch
 
   return make_batch
 
 
-def train_dataset(source, tokenizer: Tokenizer, config,
-                  seed: int) -> grain.IterDataset:
+def train_dataset(source, tokenizer: Tokenizer, config, seed: int,
+                  needs_source: bool = True) -> grain.IterDataset:
   """Endless, shuffled (reshuffled each epoch), this process's share only.
 
   Each process makes its block of batch_size / process_count rows of every
-  global batch; see `shuffled_batches`.
+  global batch; see `shuffled_batches`. Pairs with an empty source (if
+  `needs_source`) or target are flagged, and kept or given weight 0 as
+  config.empty_pairs says (default "skip").
   """
   per_process = process_batch_size(config.batch_size)
-  return shuffled_batches(len(source), per_process, seed,
-                          _batch_fn(source, tokenizer, config, per_process))
+  return shuffled_batches(
+      len(source), per_process, seed,
+      _batch_fn(source, tokenizer, config, per_process,
+                empty_policy=config.get("empty_pairs", "skip"),
+                needs_source=needs_source))
 
 
 def eval_batches(source, tokenizer: Tokenizer, config, batch_size: int,

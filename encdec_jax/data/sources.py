@@ -7,6 +7,7 @@ with `tfds.data_source`, which needs no TensorFlow.
 """
 import json
 import os
+import sys
 
 import tensorflow_datasets as tfds
 
@@ -147,11 +148,25 @@ def _parse_jsonl(line: str, where: str) -> tuple[str, str]:
   return obj['source'], obj['target']
 
 
-def text_file_source(path: str | os.PathLike) -> _ListPairs:
+_HEADERS = {('source', 'target'), ('src', 'tgt'), ('input', 'target'),
+            ('input', 'output')}
+
+
+def _is_header(source: str, target: str, column_names=()) -> bool:
+  """A first line naming the columns (source<TAB>target and the like)."""
+  names = _HEADERS | {tuple(str(n).lower() for n in column_names)}
+  return (source.strip().lower(), target.strip().lower()) in names
+
+
+def text_file_source(path: str | os.PathLike,
+                     column_names: tuple[str, str] | tuple = ()
+                     ) -> _ListPairs:
   """Reads a parallel-text file: `.tsv` (source TAB target) or `.jsonl`.
 
   The file is UTF-8 (a leading BOM is fine); blank lines are skipped and line
-  endings ('\\n' or '\\r\\n') stripped. Every problem raises DataError naming
+  endings ('\\n' or '\\r\\n') stripped. A first line that names the columns
+  (`source<TAB>target`, or the `column_names` given, e.g. `en<TAB>de`) is a
+  header and is skipped, with a note. Every problem raises DataError naming
   `file:line`.
   """
   path = os.fspath(path)
@@ -178,6 +193,11 @@ def text_file_source(path: str | os.PathLike) -> _ListPairs:
     if not line.strip():
       continue
     source, target = parse(line, where)
+    if not sources and _is_header(source, target, column_names):
+      # A header row is not a pair: training on it teaches nothing true.
+      print(f'note: {where} names the columns ({source}<TAB>{target}): a '
+            'header, not a pair; skipped', file=sys.stderr, flush=True)
+      continue
     sources.append(source)
     targets.append(target)
   if not sources:
@@ -204,7 +224,8 @@ def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
     if not path:
       raise DataError(f'config.text_files has no file for split {split!r}; '
                       f'it names {sorted(config.text_files.keys())}')
-    return text_file_source(path)
+    return text_file_source(path, (config.get('source_lang') or 'source',
+                                   config.get('target_lang') or 'target'))
   if dataset.split('/')[0] == number_translation.NumberTranslation.name:
     number_translation.prepare(dataset.partition('/')[2] or None,
                                config.data_dir)

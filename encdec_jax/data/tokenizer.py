@@ -198,7 +198,21 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int,
         # strings fill a small vocabulary with n-grams like '3385'.
         split_digits=True, minloglevel=2)
     with open(prefix + ".model", "rb") as f:
-      return SentencePieceTokenizer(f.read())
+      return SentencePieceTokenizer(without_training_paths(f.read()))
+
+
+def without_training_paths(model_proto: bytes) -> bytes:
+  """The model with what records where and how it was trained cleared (the
+  temporary corpus and prefix paths, the thread count), so the same pieces,
+  scores, types and normaliser give the same bytes, and the same sha256 in
+  vocab_record: a tokenizer.model trained again on the same data (after it
+  was deleted from a workdir) is recognised as the same vocabulary."""
+  from sentencepiece import sentencepiece_model_pb2
+  model = sentencepiece_model_pb2.ModelProto()
+  model.ParseFromString(model_proto)
+  for field in ("input", "model_prefix", "num_threads"):
+    model.trainer_spec.ClearField(field)
+  return model.SerializeToString(deterministic=True)
 
 
 # The file each kind of tokenizer is stored as (bytes need none).

@@ -9,6 +9,7 @@ README's results come from this command.
 
 import json
 import os
+import sys
 
 from absl import app, flags
 
@@ -22,7 +23,21 @@ def read_metrics(workdir: str) -> list[dict]:
   if not os.path.exists(path):
     raise SystemExit(f"{path} not found: is {workdir} a training workdir?")
   with open(path, encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = f.read().split("\n")
+  rows = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      rows.append(json.loads(line))
+    except ValueError:
+      if any(rest.strip() for rest in lines[number:]):
+        raise SystemExit(f"{path}:{number}: not a JSON row; the file is "
+                         "damaged (move that line away).") from None
+      # The last row of a run killed while writing it: cut short.
+      print(f"note: {path}:{number} was cut short (the run was killed "
+            "while writing it); left out", file=sys.stderr)
+  return rows
 
 
 def curve_table(rows: list[dict]) -> str:

@@ -53,22 +53,37 @@ def text_metrics(hypotheses: list[str], references: list[str],
           "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score}
 
 
-def translate(decode_fn, params, batches, tokenizer, mesh, num_examples: int,
-              seed: int = 0, progress=None) -> list[str]:
-  """Hypotheses for the first `num_examples` examples of `batches`.
+def translate_batches(decode_fn, params, batches, tokenizer, mesh,
+                      num_examples: int, seed: int = 0):
+  """Yields the hypotheses of each batch in turn (a list), for the first
+  `num_examples` examples of `batches`.
 
   Batch i decodes with the key fold_in(key(seed), i) (used by sampling), so a
-  file decodes the same way every run. `progress(done)` is called per batch.
+  file decodes the same way every run.
   """
-  hypotheses = []
+  done = 0
   base_key = jax.random.key(seed)
   for i, batch in enumerate(batches):
+    if done >= num_examples:
+      return
     inputs = parallel.shared_batch({"inputs": batch["inputs"]}, mesh)["inputs"]
     tokens_BxT = np.asarray(parallel.fetch(
         decode_fn(params, inputs, jax.random.fold_in(base_key, i))))
-    for row in tokens_BxT:
-      if len(hypotheses) < num_examples:
-        hypotheses.append(tokenizer.decode(row))
+    hypotheses = [tokenizer.decode(row)
+                  for row in tokens_BxT[:num_examples - done]]
+    done += len(hypotheses)
+    yield hypotheses
+
+
+def translate(decode_fn, params, batches, tokenizer, mesh, num_examples: int,
+              seed: int = 0, progress=None) -> list[str]:
+  """Hypotheses for the first `num_examples` examples of `batches`
+  (translate_batches, joined). `progress(done)` is called per batch."""
+  hypotheses = []
+  for batch_hypotheses in translate_batches(decode_fn, params, batches,
+                                            tokenizer, mesh, num_examples,
+                                            seed):
+    hypotheses.extend(batch_hypotheses)
     if progress:
       progress(len(hypotheses))
   return hypotheses

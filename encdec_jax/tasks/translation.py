@@ -46,8 +46,11 @@ def text_train_dataset(exp):
                        f"{type(exp.model).__name__}.")
     return packing.train_dataset(exp.sources["train"], exp.tokenizer,
                                  exp.config, seed=exp.config.seed)
+  # A decoder-only LM (prompted) reads no source: only its target can be
+  # empty.
   return pipeline.train_dataset(exp.sources["train"], exp.tokenizer,
-                                exp.config, seed=exp.config.seed)
+                                exp.config, seed=exp.config.seed,
+                                needs_source=not exp.task.prompted)
 
 
 def make_evaluator(exp):

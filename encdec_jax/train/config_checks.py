@@ -10,6 +10,8 @@ have are skipped: the checks cover every task's configs.
 
 import math
 
+from encdec_jax.train import config_consistency
+
 from encdec_jax import checkpoint
 
 # (field, lowest allowed value): integers.
@@ -19,7 +21,7 @@ _INT_MINIMUMS = (
     ("checkpoint_every", 1), ("keep_checkpoints", 1),
     ("max_source_length", 2), ("max_target_length", 2),
     ("max_decode_length", 1), ("vocab_size", 8), ("unfreeze_every", 0),
-    ("num_samples_to_print", 0), ("grad_accum_steps", 1),
+    ("num_samples_to_print", 0), ("grad_accum_steps", 1), ("seed", 0),
 )
 _MODEL_INT_MINIMUMS = (
     ("emb_dim", 1), ("qkv_dim", 1), ("mlp_dim", 1), ("num_heads", 1),
@@ -100,7 +102,7 @@ def check(config) -> None:
                      f"config.model.num_heads={heads}; pick a number of heads "
                      f"that divides it (e.g. {_divisor_near(width, heads)}).")
   max_len = model.get("max_len")
-  for field in ("max_source_length", "max_target_length"):
+  for field in ("max_source_length", "max_target_length", "max_decode_length"):
     if max_len and config.get(field) and config[field] > max_len:
       raise ValueError(
           f"config.{field}={config[field]} > config.model.max_len={max_len}, "
@@ -114,6 +116,7 @@ def check(config) -> None:
   if boundaries is not None and (not boundaries or min(boundaries) < 1):
     raise ValueError(f"config.bucket_boundaries={tuple(boundaries)} must be "
                      "positive lengths, the last reaching the max lengths.")
+  config_consistency.check(config)
 
 
 def _divisor_near(width: int, heads: int) -> int:

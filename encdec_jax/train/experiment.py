@@ -45,6 +45,30 @@ def build_model(task: tasks.Task, config, vocab_size: int | None,
                           config, sources)
 
 
+def check_config(config) -> tasks.Task:
+  """The config's task, once every value is checked (before anything is read
+  or written): a wrong task or family, then config_checks."""
+  task = tasks.get(config)
+  family = registry.family(config, task.name, task.families)
+  config_checks.check(config)
+  _check_architecture(config, task, family)
+  parallel.mesh_shape(config)  # the mesh fits the devices
+  return task
+
+
+def _check_architecture(config, task, family) -> None:
+  """The model block's own checks (activation, norm, remat, cell, ...), run
+  now with a stand-in vocabulary size; the real size is known only once
+  the tokenizer is, so a problem that involves it is left to the build."""
+  stand_in = 259 if config.get("tokenizer") == "bytes" else (
+      config.get("vocab_size") or 259)
+  try:
+    task.model_config(config, family, stand_in)
+  except ValueError as e:
+    if "vocab_size" not in str(e):
+      raise
+
+
 def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   """Opens the splits, gets the tokenizer and builds the model.
 
@@ -55,9 +79,7 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   # config.init_from (an imported Hugging Face model) sets the architecture
   # before the checks and brings its tokenizer (pretrained/finetune.py).
   finetune.merge_model(config)
-  task = tasks.get(config)  # a wrong task or family fails before any data
-  registry.family(config, task.name, task.families)
-  config_checks.check(config)
+  task = check_config(config)
   if train_tokenizer:
     check_writable(workdir)
     finetune.install(config, workdir)
@@ -81,11 +103,7 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
             f"config.init_encoder={config.init_encoder} reads {kind} tokens "
             f"but config.tokenizer={config.tokenizer!r}; set "
             f"--config.tokenizer={kind}.")
-    if (not train_tokenizer and config.tokenizer == "sentencepiece" and
-        not os.path.exists(tokenizer_lib.tokenizer_path(workdir))):
-      raise FileNotFoundError(
-          f"no tokenizer at {tokenizer_lib.tokenizer_path(workdir)}: this "
-          "workdir holds no trained run; train first (--mode=train).")
+    _check_tokenizer_file(config, workdir, train_tokenizer)
     if (train_tokenizer and config.get("lora") and config.lora.get("base")
         and task.encoder_reads_text):  # a LoRA run reads the base's tokens
       checkpoint.install_encoder_tokenizer(config.lora.base, workdir)
@@ -103,6 +121,32 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   model = lora.wrap(model, config)  # params {"base", "lora"} under LoRA
   return Experiment(config, workdir, parallel.make_mesh(config), sources,
                     tokenizer, model, task)
+
+
+def _check_tokenizer_file(config, workdir: str, train_tokenizer: bool) -> None:
+  """A SentencePiece workdir needs its tokenizer.model: eval/decode stop
+  without it, naming what is missing; training makes it again from the
+  training split (a checkpoint's vocabulary hash then says whether the new
+  one is the same)."""
+  path = tokenizer_lib.tokenizer_path(workdir)
+  if config.tokenizer != "sentencepiece" or os.path.exists(path):
+    return
+  trained = checkpoint.has_checkpoint(workdir)
+  if not train_tokenizer and not trained:
+    raise FileNotFoundError(
+        f"no tokenizer at {path}: this workdir holds no trained run; train "
+        "first (--mode=train).")
+  if not train_tokenizer:
+    raise FileNotFoundError(
+        f"tokenizer.model is missing from a trained workdir ({path}; the "
+        f"checkpoints are in {workdir}/checkpoints): put the file back, or "
+        "rerun --mode=train with the same config, which trains it again "
+        "from the training split and checks it against the checkpoint's "
+        "vocabulary.")
+  if trained:
+    mw.log(f"note: tokenizer.model is missing from a trained workdir "
+           f"({path}); training it again from the training split (the "
+           "resume checks that it gives the checkpoint's vocabulary)")
 
 
 def check_writable(workdir: str) -> None:
@@ -188,8 +232,9 @@ def encoder_spec(exp: Experiment) -> dict:
 
 def checkpoint_meta(exp: Experiment) -> dict:
   """Saved with every checkpoint; a resume must agree on all but `encoder`."""
-  meta = {"model": exp.config.model.to_dict(), "dataset": exp.config.dataset,
-          "vocab_size": vocab_size(exp), "encoder": encoder_spec(exp)}
+  meta = {"task": exp.task.name, "model": exp.config.model.to_dict(),
+          "dataset": exp.config.dataset, "vocab_size": vocab_size(exp),
+          "encoder": encoder_spec(exp)}
   meta.update(exp.task.checkpoint_meta(exp))
   return meta
 

@@ -119,6 +119,7 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
   sums = jax.tree.map(lambda x: jnp.where(finite, x, 0), sums)  # no NaN logs
   metrics = dict(sums, grad_norm=grad_norm,
                  overlong=jnp.sum(batch["overlong"]),
+                 empty=jnp.sum(batch.get("empty", jnp.zeros((), jnp.int32))),
                  nonfinite=(~finite).astype(jnp.int32))
   for g, lr in learning_rates_fn(state.step).items():
     metrics[f"learning_rate/{g}"] = lr

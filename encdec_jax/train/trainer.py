@@ -24,6 +24,7 @@ from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import param_groups
 from encdec_jax.train import step as step_lib
 from encdec_jax.train import tally as tally_lib
+from encdec_jax.train import workdir_lock
 
 
 class _EvaluationStopped(Exception):
@@ -173,7 +174,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """
   stop = _StopRequest()
   try:
-    return _train(config, workdir, stop)
+    request_determinism(config)  # before check_config starts the backend
+    # Checked before the lock file is written: a bad value writes nothing.
+    experiment.check_config(config)
+    experiment.check_writable(workdir)
+    with workdir_lock.WorkdirLock(workdir):  # one run per workdir
+      return _train(config, workdir, stop)
   finally:
     stop.restore()
 
@@ -222,10 +228,12 @@ def _set_up(config, workdir: str) -> _Run:
   start = time.time()
   request_determinism(config)
   exp = experiment.setup(config, workdir, train_tokenizer=True)
+  # The parameter groups are checked before config.json and checkpoints/
+  # are written.
+  plan = param_groups.make_plan(config, experiment.abstract_params(exp))
   experiment.save_config(config, workdir)
   manager = checkpoint.make_manager(workdir,
                                     max_to_keep=config.keep_checkpoints)
-  plan = param_groups.make_plan(config, experiment.abstract_params(exp))
   stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
                      dropout_key(config))
   meta = lora_training.add_meta(config, experiment.checkpoint_meta(exp),

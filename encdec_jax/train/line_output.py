@@ -1,0 +1,102 @@
+"""--mode=decode's output: one line per input line, written as each batch is
+decoded (in input order), so a decode that is interrupted or fails keeps
+every line done so far, and says how many.
+
+The output path is checked before the model is restored: a missing
+directory fails in a second, not after the last line is decoded.
+"""
+
+import os
+import sys
+import time
+
+from encdec_jax.data.text_lines import one_line
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C, saying what was kept; main.py prints it as one line and exits
+  130."""
+
+
+def check_output_file(path: str) -> None:
+  """Raises OSError (one line) if `path` cannot be written; leaves an
+  existing file as it is (it is replaced only once the first line is
+  ready) and creates nothing."""
+  if os.path.isdir(path):
+    raise IsADirectoryError(f"--output={path} is a directory; give a file "
+                            "path.")
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"--output={path}: there is no directory "
+                            f"{directory}; create it, or give another path.")
+  existed = os.path.exists(path)
+  try:
+    open(path, "a", encoding="utf-8").close()
+  except OSError as e:
+    raise type(e)(f"--output={path} cannot be written ({e.strerror}); give "
+                  "a file you can write to.") from None
+  if not existed:
+    os.remove(path)
+
+
+class LineWriter:
+  """Writes lines to --output ('-' is stdout), flushing each batch."""
+
+  def __init__(self, path: str, total: int):
+    self.path, self.total, self.written = path, total, 0
+    self.where = "stdout" if path == "-" else path
+    self._file = sys.stdout if path == "-" else None
+    self._failed = False
+    if path != "-":
+      check_output_file(path)
+
+  def write(self, lines: list[str]) -> None:
+    """Appends `lines` (each made one line: text_lines.one_line)."""
+    try:
+      if self._file is None:
+        self._file = open(self.path, "w", encoding="utf-8")
+      self._file.write("".join(one_line(line) + "\n" for line in lines))
+      self._file.flush()
+    except OSError as e:
+      self._failed = True
+      raise OSError(f"could not write --output={self.where} "
+                    f"({e.strerror or e}); {self.written} of {self.total} "
+                    "lines were written before it.") from None
+    self.written += len(lines)
+
+  def interrupted(self) -> Interrupted:
+    return Interrupted(f"interrupted after {self.written} of {self.total} "
+                       f"lines; {self.written} written to {self.where}")
+
+  def close(self) -> None:
+    if self._file is None:
+      self.write([])  # an input without lines: an empty output file
+    if self._file is not sys.stdout:
+      try:
+        self._file.close()
+      except OSError:
+        if not self._failed:
+          raise
+
+
+class Progress:
+  """'decoded N/M lines (R/s)' on stderr: updated in place on a terminal;
+  elsewhere (a log file, a pipe) a plain line every `every` seconds and at
+  the end."""
+
+  def __init__(self, total: int, stream=None, every: float = 10.0):
+    self.total, self.every = total, every
+    self.stream = stream or sys.stderr
+    self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+    self.start = self.last = time.time()
+
+  def __call__(self, done: int) -> None:
+    now = time.time()
+    text = (f"decoded {done}/{self.total} lines "
+            f"({done / max(now - self.start, 1e-9):.0f}/s)")
+    if self.tty:
+      print(f"\r{text}", end="\n" if done >= self.total else "",
+            file=self.stream, flush=True)
+    elif done >= self.total or now - self.last >= self.every:
+      print(text, file=self.stream, flush=True)
+      self.last = now

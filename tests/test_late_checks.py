@@ -1,0 +1,86 @@
+"""Every config value is checked before anything is read or written, and
+files that would be ignored are refused (issue 17). Each of these used to
+fail late (after config.json and checkpoints/ were written, or after
+training, at the first evaluation) or not at all."""
+
+import importlib
+import os
+
+import pytest
+
+from encdec_jax.train import config_checks, experiment, trainer
+from experiments import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _set(config, field, value):
+  node = config
+  for part in field.split(".")[:-1]:
+    node = node[part]
+  node[field.split(".")[-1]] = value
+
+
+def test_text_files_without_their_dataset_are_refused(small_text_files,
+                                                      tmp_path):
+  config = tiny.get_config()
+  config.text_files.update(small_text_files)  # config.dataset not set
+  workdir = str(tmp_path / "run")
+  with pytest.raises(ValueError, match=r"config.text_files.train='.*train.tsv'"
+                     r" is set, but config.dataset='number_translation/"
+                     r"digits_en_small', so the file would be ignored; add "
+                     r"--config.dataset=text_files"):
+    trainer.train_and_evaluate(config, workdir)
+  assert not os.path.exists(workdir)
+  config.dataset = "text_files"
+  config_checks.check(config)
+
+
+_LATE = [
+    ("seed", -1, "config.seed=-1 must be >= 0."),
+    ("num_eval_examples", 0, "config.num_eval_examples=0 evaluates the loss "
+     "on no example; use a number >= 1, or -1 for the whole split"),
+    ("max_decode_length", 100, "config.max_decode_length=100 > "
+     "config.model.max_len=64, the longest sequence the model has positions "
+     "for; raise config.model.max_len or lower config.max_decode_length."),
+    ("decode.seed", -1, "config.decode.seed=-1 must be an integer >= 0."),
+    ("decode.algorithm", "nucleus", "config.decode.algorithm='nucleus' is "
+     "not known"),
+    ("overlong", "cut", "config.overlong='cut' is not known; use one of "
+     "('truncate', 'drop')."),
+    ("empty_pairs", "drop", "config.empty_pairs='drop' is not known; use one "
+     "of ('skip', 'keep')."),
+    ("schedule", "cosin", "config.schedule='cosin' is not known"),
+    ("bleu_tokenize", "chars", "config.bleu_tokenize='chars' is not known"),
+    ("tokenizer", "bpe", "config.tokenizer='bpe' is not known"),
+    ("bucket_boundaries", (16, 32), "config.bucket_boundaries must reach the "
+     "max lengths: last boundary 32 < max length 64"),
+    ("model.activation", "swish", "activation='swish' is not one of"),
+    ("remat", "some", "remat='some' is not one of"),
+    ("mesh.data", 3, r"config.mesh={'data': 3, 'fsdp': 1, 'tensor': 1} needs "
+     "3 devices"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", _LATE,
+                         ids=[field for field, _, _ in _LATE])
+def test_late_values_are_checked_before_anything_is_written(
+    small_text_files, tmp_path, field, value, message):
+  config = tiny.get_config()
+  config.dataset = "text_files"
+  config.text_files.update(small_text_files)
+  config.update(num_train_steps=2, eval_every=1000, test_at_end=False)
+  _set(config, field, value)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(ValueError) as error:
+    trainer.train_and_evaluate(config, workdir)
+  assert str(error.value).startswith(message.replace("\\", "")), error.value
+  assert "\n" not in str(error.value)
+  assert not os.path.exists(workdir)  # nothing was written
+
+
+def test_every_shipped_config_passes_the_early_checks():
+  for name in sorted(os.listdir(os.path.join(REPO, "experiments"))):
+    if name.endswith(".py") and not name.startswith("_"):
+      module = importlib.import_module(f"experiments.{name[:-3]}")
+      experiment.check_config(module.get_config())
