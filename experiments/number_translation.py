@@ -43,6 +43,13 @@ def get_config() -> ml_collections.ConfigDict:
   # logged (empty_examples) either way.
   c.empty_pairs = "skip"
   c.bucket_boundaries = (8, 12, 16, 20, 24, 32, 48)
+  # Pack several pairs per row of max_source_length x max_target_length
+  # (encdec_jax/data/packing.py; Transformer encoder-decoders): grain's
+  # "first_fit" or "best_fit" packer over pack_bins rows (0: 4 x batch).
+  # batch_size then counts rows. Off: batches as above, unchanged.
+  c.pack_examples = False
+  c.pack_algorithm = "first_fit"
+  c.pack_bins = 0
   c.batch_size = 128
   c.eval_batch_size = 256
 

@@ -4,7 +4,7 @@
 # other on this machine, then the ratio table. Training runs for every peer;
 # decoding by default only for HF `generate` (the peer with a KV cache: the
 # others re-run the decoder over the prefix and take ~15 min more; add them
-# with DECODE_PEERS). Takes ~10 min on 2 cores.
+# with DECODE_PEERS). Takes ~20 min on 2 cores (~10 without VARLEN_PEERS="").
 #
 # Edit nothing; set the environment instead:
 #   PEERS_DIR=../shared/bench/peers  where the peers harness lives
@@ -12,6 +12,11 @@
 #                                    CPU torch 2.13.0 + its requirements.txt)
 #   TRAIN_PEERS="torch_nn_transformer hf_bart torch_compile"
 #   DECODE_PEERS="hf_bart"
+#   VARLEN_PEERS="torch_nn_transformer hf_bart"  the variable-length units
+#                                    (train_varlen, train_varlen_grouped:
+#                                    real target tokens/s over 1,600 pairs;
+#                                    encdec_jax trains them packed,
+#                                    python -m encdec_jax.bench.packed)
 #   OUT=runs/bench  THREADS=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +25,7 @@ PEERS_VENV=${PEERS_VENV:-.peers_venv}
 OUT=${OUT:-runs/bench}
 TRAIN_PEERS=${TRAIN_PEERS:-torch_nn_transformer hf_bart torch_compile}
 DECODE_PEERS=${DECODE_PEERS:-hf_bart}
+VARLEN_PEERS=${VARLEN_PEERS-torch_nn_transformer hf_bart}
 THREADS=${THREADS:-2}
 PY=${PY:-.venv/bin/python}
 if [ ! -d "$PEERS_DIR" ]; then
@@ -30,13 +36,20 @@ if [ ! -x "$PEERS_VENV/bin/python" ]; then
   "$PEERS_VENV/bin/pip" install -q "${TORCH_SPEC:-torch==2.13.0}"
   "$PEERS_VENV/bin/pip" install -q -r "$PEERS_DIR/requirements.txt"
 fi
-mkdir -p "$OUT/train" "$OUT/decode"
+mkdir -p "$OUT/train" "$OUT/decode" "$OUT/varlen"
 PY="$PEERS_VENV/bin/python" RES="$OUT/train" PEERS="$TRAIN_PEERS" \
     UNITS=train THREADS="$THREADS" bash "$PEERS_DIR/run_all.sh"
 PY="$PEERS_VENV/bin/python" RES="$OUT/decode" PEERS="$DECODE_PEERS" \
     UNITS="decode_greedy decode_beam4" THREADS="$THREADS" \
     bash "$PEERS_DIR/run_all.sh"
-cat "$OUT/train/peers.jsonl" "$OUT/decode/peers.jsonl" > "$OUT/peers.jsonl"
+: > "$OUT/varlen/peers.jsonl"
+if [ -n "$VARLEN_PEERS" ]; then
+  PY="$PEERS_VENV/bin/python" RES="$OUT/varlen" PEERS="$VARLEN_PEERS" \
+      UNITS="train_varlen train_varlen_grouped" THREADS="$THREADS" \
+      bash "$PEERS_DIR/run_all.sh"
+fi
+cat "$OUT/train/peers.jsonl" "$OUT/decode/peers.jsonl" \
+    "$OUT/varlen/peers.jsonl" > "$OUT/peers.jsonl"
 cp "$OUT/train/cpu_peak.jsonl" "$OUT/cpu_peak.jsonl"
 : > "$OUT/encdec_jax.jsonl"
 # MFU against the same peak the peers' report uses (torch matmul, median).
@@ -46,4 +59,9 @@ for unit in train decode_greedy decode_beam4; do
   "$PY" -m encdec_jax.bench --unit="$unit" --out="$OUT/encdec_jax.jsonl" \
       --peak_gflops="$peak"
 done
+if [ -n "$VARLEN_PEERS" ]; then  # one line per varlen unit: packed
+  "$PEERS_VENV/bin/python" "$PEERS_DIR/wait_quiet.py" --timeout 600 || true
+  "$PY" -m encdec_jax.bench.packed --peers_dir="$PEERS_DIR" \
+      --out="$OUT/encdec_jax.jsonl" --peak_gflops="$peak"
+fi
 "$PY" -m encdec_jax.bench.compare "$OUT"

@@ -45,6 +45,12 @@ def main(argv: list[str]) -> None:
   ours = load(os.path.join(argv[1], "encdec_jax.jsonl"))
   print("tokens/s (median of the timed steps), base-small, float32:\n")
   print(table(peers, ours))
+  if any(r["unit"].startswith("train_varlen") for r in ours):
+    print("\ntrain_varlen*: real (non-pad) target tokens/s of one timed pass "
+          "over the same 1,600 pairs; the peers pad each batch (grouped: "
+          "after sorting by length), encdec_jax packs them "
+          "(python -m encdec_jax.bench.packed, data/packing.py); its MFU "
+          "counts real tokens only.")
 
 
 if __name__ == "__main__":
