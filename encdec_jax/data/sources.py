@@ -11,7 +11,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from encdec_jax.data import number_translation
+from encdec_jax.data import command_calls, number_translation
 
 _BOM = b'\xef\xbb\xbf'
 
@@ -211,6 +211,8 @@ def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
 
   Reads `config.dataset`:
     'number_translation/<cfg>': generated into `config.data_dir` on first use.
+    'command_calls/<cfg>': likewise (test values outside training's; see
+      data/command_calls.py).
     '<tfds name>', e.g. 'wmt14_translate/de-en' or 'wmt17_translate/de-en':
       prepared array_record data in `config.data_dir`, translating feature
       `config.source_lang` to `config.target_lang`. Split names pass through:
@@ -226,9 +228,11 @@ def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
                       f'it names {sorted(config.text_files.keys())}')
     return text_file_source(path, (config.get('source_lang') or 'source',
                                    config.get('target_lang') or 'target'))
-  if dataset.split('/')[0] == number_translation.NumberTranslation.name:
-    number_translation.prepare(dataset.partition('/')[2] or None,
-                               config.data_dir)
+  generated = {number_translation.NumberTranslation.name: number_translation,
+               command_calls.CommandCalls.name: command_calls}
+  if dataset.split('/')[0] in generated:
+    generated[dataset.split('/')[0]].prepare(dataset.partition('/')[2] or None,
+                                             config.data_dir)
     return tfds_source(dataset, split, config.data_dir)
   return tfds_source(dataset, split, config.data_dir,
                      config.source_lang, config.target_lang)

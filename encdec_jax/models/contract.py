@@ -28,6 +28,9 @@ class Encoded:
   """Encoder output; a pytree, so it passes through jit and while_loop."""
   hidden_BxSxD: jax.Array
   mask_BxS: jax.Array  # bool, True at real (non-pad) source tokens.
+  # The source token ids, for a decoder that copies them (config.copy,
+  # nn/copy_head.py); None for every other model.
+  ids_BxS: jax.Array | None = None
 
 
 def shift_right(targets_BxT: jax.Array) -> jax.Array:

@@ -47,13 +47,15 @@ class RNNEncoderDecoder(nn.Module):
       raise ValueError("token_types are not supported by the RNN "
                        "encoder-decoder; pass token_types_BxS=None.")
     hidden_BxSxH = self.encoder(inputs_BxS, deterministic=deterministic)
-    return Encoded(hidden_BxSxD=hidden_BxSxH, mask_BxS=inputs_BxS != PAD_ID)
+    return Encoded(hidden_BxSxD=hidden_BxSxH, mask_BxS=inputs_BxS != PAD_ID,
+                   ids_BxS=inputs_BxS if self.config.copy else None)
 
   def decode(self, targets_BxT, encoded: Encoded, *, decode: bool = False,
              deterministic: bool = True) -> jax.Array:
     """Logits BxTxV for shifted-right targets; decode: Bx1, `cache` mutable."""
     return self.decoder(targets_BxT, encoded.hidden_BxSxD, encoded.mask_BxS,
-                        decode=decode, deterministic=deterministic)
+                        decode=decode, deterministic=deterministic,
+                        source_ids_BxS=encoded.ids_BxS)
 
   def __call__(self, inputs_BxS, targets_in_BxT, *, token_types_BxS=None,
                deterministic: bool = True) -> jax.Array:

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from encdec_jax.nn import copy_head
 from encdec_jax.nn.dropout import Dropout
 
 PAD_ID = 0  # Also the decoder start token.
@@ -47,6 +48,10 @@ class RNNConfig:
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32  # Compute dtype.
   param_dtype: Any = jnp.float32
+  # Pointer-generator copy head over the additive attention (see
+  # nn/copy_head.py): the decoder returns the log-probabilities of the
+  # mixture. Needs attention="additive" and one vocabulary.
+  copy: bool = False
 
   def __post_init__(self):
     if self.vocab_size <= 0:
@@ -71,6 +76,10 @@ class RNNConfig:
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(
           f"dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+    if self.copy and self.attention != "additive":
+      raise ValueError("copy needs attention='additive' (the pointer is the "
+                       f"attention), got attention={self.attention!r}.")
+    copy_head.check_copy_config(self)
 
   @property
   def decoder_vocab_size(self) -> int:
@@ -204,6 +213,9 @@ class RNNDecoder(nn.Module):
     self.layers = [make_cell(cfg) for _ in range(cfg.num_decoder_layers)]
     self.logits_dense = nn.Dense(cfg.decoder_vocab_size, dtype=cfg.dtype,
                                  param_dtype=cfg.param_dtype)
+    if cfg.copy:
+      self.copy_head = copy_head.CopyHead(dtype=cfg.dtype,
+                                          param_dtype=cfg.param_dtype)
     self.dropout = Dropout(rate=cfg.dropout_rate)
 
   def _start(self, memory_BxSxM, summary_BxM):
@@ -219,8 +231,9 @@ class RNNDecoder(nn.Module):
     return carry, keys_BxSxA
 
   def _step(self, carry, y_BxE, memory_BxSxM, keys_BxSxA, summary_BxM,
-            valid_BxS, deterministic: bool):
-    """One target position: (new carry, logits_BxV)."""
+            valid_BxS, deterministic: bool, source_ids_BxS=None):
+    """One target position: (new carry, logits_BxV); with config.copy the
+    log-probabilities of the copy mixture instead (source_ids_BxS needed)."""
     if self.config.attention == "additive":
       top = carry[-1]
       state_BxH = top[1] if self.config.cell == "lstm" else top
@@ -240,15 +253,22 @@ class RNNDecoder(nn.Module):
                            deterministic=deterministic)
     # float32 so the softmax / cross-entropy downstream is full precision.
     logits_BxV = self.logits_dense(out_BxD).astype(jnp.float32)
+    if self.config.copy:  # p_gen from the new state, context and input
+      logits_BxV = self.copy_head(
+          logits_BxV[:, None], x_BxD[:, None], y_BxE[:, None], memory_BxSxM,
+          weights_BxS[:, None], source_ids_BxS)[:, 0]
     return tuple(new_carry), logits_BxV
 
   def __call__(self, targets_BxT, memory_BxSxM, memory_valid_BxS, *,
                decode: bool = False, deterministic: bool = True,
-               summary_BxM=None) -> jax.Array:
+               summary_BxM=None, source_ids_BxS=None) -> jax.Array:
     """summary_BxM: what the bridge (and attention="none") reads; None: the
     text encoder's encoder_summary (an image captioner passes the mean
-    region, as Xu et al. 2015 initialise their LSTM)."""
+    region, as Xu et al. 2015 initialise their LSTM). source_ids_BxS: the
+    encoder's input ids, which config.copy copies."""
     cfg = self.config
+    if cfg.copy and source_ids_BxS is None:
+      raise ValueError("config.copy needs source_ids_BxS (Encoded.ids_BxS).")
     table = (self.token_embed if self.shared_token_embed is None
              else self.shared_token_embed)
     y_BxTxE = self.dropout(table(targets_BxT), deterministic=deterministic)
@@ -257,7 +277,8 @@ class RNNDecoder(nn.Module):
                                     cfg.bidirectional)
     if decode and self.has_variable("cache", "is_filled"):
       return self._cached_step(y_BxTxE, memory_BxSxM, summary_BxM,
-                               memory_valid_BxS, deterministic)
+                               memory_valid_BxS, deterministic,
+                               source_ids_BxS)
     carry, keys_BxSxA = self._start(memory_BxSxM, summary_BxM)
     if decode:  # Shape-creating init call: declare the cache.
       zeros = lambda tree: jax.tree.map(jnp.zeros_like, tree)
@@ -266,20 +287,20 @@ class RNNDecoder(nn.Module):
         self.put_variable("cache", "cached_keys", zeros(keys_BxSxA))
       self.put_variable("cache", "is_filled", jnp.array(False))
 
-    def body(module, carry, y_BxE, memory, keys, summary, valid):
+    def body(module, carry, y_BxE, memory, keys, summary, valid, ids):
       return module._step(carry, y_BxE, memory, keys, summary, valid,
-                          deterministic)
+                          deterministic, ids)
 
     scan = nn.scan(
         body, variable_broadcast="params", variable_axes={"intermediates": 1},
         split_rngs={"params": False, "dropout": True},
-        in_axes=(1,) + (nn.broadcast,) * 4, out_axes=1)
+        in_axes=(1,) + (nn.broadcast,) * 5, out_axes=1)
     _, logits_BxTxV = scan(self, carry, y_BxTxE, memory_BxSxM, keys_BxSxA,
-                           summary_BxM, memory_valid_BxS)
+                           summary_BxM, memory_valid_BxS, source_ids_BxS)
     return logits_BxTxV
 
   def _cached_step(self, y_Bx1xE, memory_BxSxM, summary_BxM, valid_BxS,
-                   deterministic: bool):
+                   deterministic: bool, source_ids_BxS=None):
     if y_Bx1xE.shape[1] != 1:
       raise ValueError(f"decode=True expects one step per call, got targets "
                        f"of length {y_Bx1xE.shape[1]}.")
@@ -294,7 +315,7 @@ class RNNDecoder(nn.Module):
         self, memory_BxSxM, summary_BxM)
     carry, logits_BxV = self._step(carry, y_Bx1xE[:, 0], memory_BxSxM,
                                    keys_BxSxA, summary_BxM, valid_BxS,
-                                   deterministic)
+                                   deterministic, source_ids_BxS)
     self.put_variable("cache", "carry", carry)
     if additive:
       self.put_variable("cache", "cached_keys", keys_BxSxA)
