@@ -298,3 +298,20 @@ def test_an_unknown_weight_name_is_a_one_line_error(tmp_path, capsys):
   assert import_hf.main(["import_hf", model_dir, out]) == 1
   assert "lacks 'decoder.final_layer_norm.weight'" in capsys.readouterr().err
   assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(norm="batchnorm"), "norm='batchnorm' is not one of"),
+    (dict(num_decoder_heads=3), "qkv_dim=32 is not divisible by "
+                                "num_decoder_heads=3"),
+    (dict(pad_id=20), "pad_id=20 is not an id of the 20-token vocabulary"),
+    (dict(decoder_start_id=-1), "decoder_start_id=-1 is not an id"),
+    (dict(position_offset=-2), "position_offset must be >= 0"),
+    (dict(relative_position_buckets=-1), "relative_position_buckets must"),
+    (dict(position_embedding="rotary"), "position_embedding='rotary'"),
+])
+def test_the_new_config_fields_are_checked(changes, message):
+  from encdec_jax.nn.config import TransformerConfig
+  with pytest.raises(ValueError, match=message):
+    TransformerConfig(vocab_size=20, emb_dim=32, qkv_dim=32, num_heads=4,
+                      **changes)
