@@ -71,3 +71,8 @@ class Task:
   # exp -> extra entries of every checkpoint's metadata (a resume must
   # agree on them, e.g. a classifier's class names).
   checkpoint_meta: Callable[[Any], dict] = lambda exp: {}
+  # config -> None, or a one-line ValueError for a value only this task
+  # reads (run with the config checks, before anything is written).
+  check_config: Callable[[Any], None] = lambda config: None
+  # The length fields the bucket boundaries must reach.
+  length_fields: tuple[str, ...] = ("max_source_length", "max_target_length")

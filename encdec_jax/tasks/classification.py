@@ -74,6 +74,7 @@ TASK = Task(
         seed=exp.config.seed),
     make_evaluator=make_evaluator,
     decode_refusal=DECODE_REFUSAL,
+    length_fields=("max_source_length",),  # no target sequence
     checkpoint_meta=lambda exp: {
         "classes": list(exp.sources["train"].class_names)},
 )

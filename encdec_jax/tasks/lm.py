@@ -21,6 +21,15 @@ from encdec_jax.tasks import evaluation, translation
 from encdec_jax.tasks.base import EvalResult, Task
 
 
+def check_config(config) -> None:
+  """config.lm_field picks the side of a pair dataset to model."""
+  if config.get("dataset") != "text_files":
+    field = config.get("lm_field", "source")
+    if field not in lm_data.LM_FIELDS:
+      raise ValueError(f"config.lm_field={field!r} is not known; use one of "
+                       f"{tuple(lm_data.LM_FIELDS)}.")
+
+
 def make_evaluator(exp):
   config = exp.config
   eval_step_fn = evaluation.make_eval_step(
@@ -65,4 +74,5 @@ TASK = Task(
     make_evaluator=make_evaluator,
     decodes_text=True,
     prompted=True,
+    check_config=check_config,
 )

@@ -51,10 +51,6 @@ def _choices(config) -> None:
     from sacrebleu.metrics import BLEU
     _choice("config.bleu_tokenize", config.bleu_tokenize,
             tuple(BLEU.TOKENIZERS))
-  if config.get("task") == "lm" and config.get("dataset") != "text_files":
-    from encdec_jax.data import lm
-    _choice("config.lm_field", config.get("lm_field", "source"),
-            lm.LM_FIELDS)
 
 
 def _evaluation(config) -> None:
@@ -77,9 +73,8 @@ def _buckets(config) -> None:
   boundaries = config.get("bucket_boundaries")
   if not boundaries:
     return
-  fields = ["max_source_length"]
-  if config.get("task") != "classification":
-    fields.append("max_target_length")
+  from encdec_jax import tasks
+  fields = list(tasks.get(config).length_fields)
   lengths = [config[f] for f in fields if config.get(f)]
   if lengths and max(lengths) > max(boundaries):
     raise ValueError(
@@ -94,3 +89,5 @@ def check(config) -> None:
   _choices(config)
   _evaluation(config)
   _buckets(config)
+  from encdec_jax import tasks
+  tasks.get(config).check_config(config)
