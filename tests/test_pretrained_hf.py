@@ -227,9 +227,11 @@ def test_mesh_rules_shard_the_new_params_where_they_divide(imported):
       "fsdp", "tensor")
 
 
-@pytest.mark.parametrize("name", ["t5_v11", "bart"])
-def test_scan_layers_and_remat_compute_the_same(imported, name):
-  _, config, params, _, ref = imported[name]
+def test_scan_layers_and_remat_compute_the_same(imported):
+  # T5: the relative position table goes through nn.scan and nn.remat as a
+  # broadcast argument; decoder head counts are BART's other knob, covered
+  # unscanned.
+  _, config, params, _, ref = imported["t5_v11"]
   scanned = config.replace(scan_layers=True, remat="full")
   stacked = traverse_util.unflatten_dict(finetune.stack_layers(
       traverse_util.flatten_dict(params)))
