@@ -18,6 +18,9 @@
 #                                    encdec_jax trains them packed,
 #                                    python -m encdec_jax.bench.packed)
 #   OUT=runs/bench  THREADS=2
+#   LATENCY=1        0 skips the decoding-latency / speculative rows
+#                    (encdec_jax.bench.decode_latency, bench/hf_latency.py)
+#   SPEC_K=4 SPEC_DRAFT=self:1   speculative decoding's k and draft
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS_DIR=${PEERS_DIR:-../shared/bench/peers}
@@ -27,6 +30,9 @@ TRAIN_PEERS=${TRAIN_PEERS:-torch_nn_transformer hf_bart torch_compile}
 DECODE_PEERS=${DECODE_PEERS:-hf_bart}
 VARLEN_PEERS=${VARLEN_PEERS-torch_nn_transformer hf_bart}
 THREADS=${THREADS:-2}
+LATENCY=${LATENCY:-1}
+SPEC_K=${SPEC_K:-4}
+SPEC_DRAFT=${SPEC_DRAFT:-self:1}
 PY=${PY:-.venv/bin/python}
 if [ ! -d "$PEERS_DIR" ]; then
   echo "error: no peers harness at $PEERS_DIR; set PEERS_DIR" >&2; exit 1
@@ -63,5 +69,15 @@ if [ -n "$VARLEN_PEERS" ]; then  # one line per varlen unit: packed
   "$PEERS_VENV/bin/python" "$PEERS_DIR/wait_quiet.py" --timeout 600 || true
   "$PY" -m encdec_jax.bench.packed --peers_dir="$PEERS_DIR" \
       --out="$OUT/encdec_jax.jsonl" --peak_gflops="$peak"
+fi
+if [ "$LATENCY" = 1 ]; then
+  # Batch-1 latency of HF generate (greedy, beam 4, sampling, assisted) and
+  # ours (+ speculative at batch 1 and 32), one right after the other.
+  "$PEERS_VENV/bin/python" "$PEERS_DIR/wait_quiet.py" --timeout 600 || true
+  "$PEERS_VENV/bin/python" encdec_jax/bench/hf_latency.py \
+      --peers_dir "$PEERS_DIR" --threads "$THREADS" --out "$OUT/peers.jsonl"
+  "$PEERS_VENV/bin/python" "$PEERS_DIR/wait_quiet.py" --timeout 600 || true
+  "$PY" -m encdec_jax.bench.decode_latency --k="$SPEC_K" \
+      --draft="$SPEC_DRAFT" --out="$OUT/encdec_jax.jsonl"
 fi
 "$PY" -m encdec_jax.bench.compare "$OUT"

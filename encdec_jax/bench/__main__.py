@@ -25,7 +25,9 @@ from encdec_jax import decoding
 from encdec_jax.bench import base_small
 from encdec_jax.models import registry
 from encdec_jax.models.encoder_decoder import EncoderDecoder
-from encdec_jax.models.contract import init_cache, make_tokens_to_logits
+from encdec_jax.models.contract import (cache_batch_axes, init_cache,
+                                       make_tokens_to_logits)
+from encdec_jax.decoding.cross_cache import precompute_cross_attention
 from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups, trainer
 from encdec_jax.train import step as step_lib
@@ -95,15 +97,22 @@ def decode_fn(config, model, beams: int):
     encoded = model.apply({"params": params}, inputs_BxS,
                           method=EncoderDecoder.encode)
     if beams == 1:
-      cache = init_cache(model, batch, max_len, source_len)
+      cache, _ = precompute_cross_attention(
+          model, params, encoded, init_cache(model, batch, max_len,
+                                             source_len))
       return decoding.greedy_decode(
           make_tokens_to_logits(model, params, encoded), cache, batch,
           max_len, NEVER)
-    cache = init_cache(model, batch * beams, max_len, source_len)
+    # Cross-attention keys/values once, one row per source, never gathered.
+    cache, batch_axes = precompute_cross_attention(
+        model, params, encoded,
+        init_cache(model, batch * beams, max_len, source_len),
+        cache_batch_axes(model, max_len, source_len))
     tokens_to_logits = make_tokens_to_logits(
         model, params, decoding.expand_to_beams(encoded, beams))
     tokens_BxKxT, _ = decoding.beam_search(tokens_to_logits, cache, batch,
-                                           beams, max_len, NEVER)
+                                           beams, max_len, NEVER,
+                                           batch_axes=batch_axes)
     return tokens_BxKxT[:, 0]
 
   inputs = [b["inputs"] for b in base_small.batches()]

@@ -9,6 +9,9 @@ with a per-row cache (leading batch axis; 0-d leaves shared) can use:
   sample_decode   temperature / top-k / top-p sampling       -> tokens_BxT
   beam_search     n-best with a GNMT length penalty          -> tokens_BxKxT,
                                                                 scores_BxK
+  speculative_decode  (speculative.py) a draft proposes k tokens, the model
+                  checks them in one pass: greedy's tokens (or the sampling
+                  distribution), fewer sequential full-model steps
   force_prefix    wraps tokens_to_logits so that any of them continues a
                   prompt (cache: prefix_cache(cache)); outputs start with it
 
@@ -32,10 +35,13 @@ from encdec_jax.decoding.loop import (PAD_ID, TokensToLogits, decode_loop,
 from encdec_jax.decoding.prefix import force_prefix, prefix_cache
 from encdec_jax.decoding.sampling import (check_sampling_args, filter_logits,
                                           sample_decode)
+from encdec_jax.decoding.speculative import (CachedStep, make_cached_step,
+                                             self_draft, speculative_decode)
 
 __all__ = [
     "PAD_ID", "TokensToLogits", "beam_search", "check_sampling_args",
     "decode_loop", "expand_to_beams", "filter_logits", "force_prefix",
     "gather_beams", "gnmt_length_penalty", "greedy_decode", "prefix_cache",
-    "sample_decode",
+    "sample_decode", "CachedStep", "make_cached_step", "self_draft",
+    "speculative_decode",
 ]

@@ -116,9 +116,14 @@ class SelfAttention(MultiHeadAttention):
                                   lambda: jnp.array(0, jnp.int32))
       if is_initialized:  # Not the shape-creating init call: one real step.
         batch, max_len, heads, head_dim = cached_key.value.shape
-        if q_BxTxHxK.shape != (batch, 1, heads, head_dim):
-          raise ValueError(f"decode=True expects one step per call, got query "
-                           f"{q_BxTxHxK.shape} for cache {(batch, max_len)}.")
+        if (q_BxTxHxK.shape[0] != batch or q_BxTxHxK.shape[2:] !=
+            (heads, head_dim) or not 1 <= length <= max_len):
+          raise ValueError(f"decode=True expects Bx1 (or a few steps, Bxk) "
+                           f"per call, got query {q_BxTxHxK.shape} for cache "
+                           f"{(batch, max_len)}.")
+        # One step, or k steps at once (speculative decoding's verify pass):
+        # written at cache_index..+k-1. Entries past the index are never
+        # attended to, so rolling back is resetting the index.
         index = cache_index.value
         k_BxTxHxK = lax.dynamic_update_slice(
             cached_key.value, k_BxTxHxK, (0, index, 0, 0))
@@ -126,11 +131,12 @@ class SelfAttention(MultiHeadAttention):
             cached_value.value, v_BxTxHxK, (0, index, 0, 0))
         cached_key.value = k_BxTxHxK
         cached_value.value = v_BxTxHxK
-        cache_index.value = index + 1
-        # The single query sees the cache up to and including itself.
-        step_mask_1x1x1xL = (jnp.arange(max_len) <= index)[None, None, None]
-        mask_Bx1xTxT = combine_masks(mask_Bx1xTxT, step_mask_1x1x1xL)
-        query_pos_T, key_pos_S = index[None], jnp.arange(max_len)
+        cache_index.value = index + length
+        # Query index + t sees the cache up to and including itself.
+        query_pos_T, key_pos_S = index + jnp.arange(length), jnp.arange(max_len)
+        step_mask_1x1xTxL = (key_pos_S[None] <= query_pos_T[:, None])[None,
+                                                                      None]
+        mask_Bx1xTxT = combine_masks(mask_Bx1xTxT, step_mask_1x1xTxL)
     bias_1xHxTxS = None
     if relative_table_NxH is not None:
       bias_1xHxTxS = relative_position_bias(
@@ -146,7 +152,9 @@ class CrossAttention(MultiHeadAttention):
 
   With decode=True the projected memory keys/values are computed on the first
   step only and kept in the `cache` collection (cached_key/cached_value BxSxHxK,
-  is_filled), since the memory is the same for every step.
+  is_filled), since the memory is the same for every step. A cache entry
+  without is_filled (decoding/cross_cache.py) holds them computed before the
+  decoding loop, one row per source, shared by that source's beams.
   """
 
   @nn.compact
@@ -155,6 +163,11 @@ class CrossAttention(MultiHeadAttention):
                return_weights: bool = False) -> jax.Array:
     """BxTxD, or with return_weights (BxTxD, weights BxHxTxS)."""
     q_BxTxHxK = self.query(x_BxTxD)
+    if (decode and self.has_variable("cache", "cached_key")
+        and not self.has_variable("cache", "is_filled")):
+      return self._attend_precomputed(q_BxTxHxK, mask_Bx1xTxS,
+                                      deterministic=deterministic,
+                                      return_weights=return_weights)
     if decode and self.has_variable("cache", "cached_key"):
       k_BxSxHxK, v_BxSxHxK = self._cached_memory_projections(memory_BxSxD)
     else:
@@ -169,6 +182,39 @@ class CrossAttention(MultiHeadAttention):
     return self.attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS,
                        deterministic=deterministic,
                        return_weights=return_weights)
+
+  def _attend_precomputed(self, q_BxTxHxK, mask_Bx1xTxS, *,
+                          deterministic: bool, return_weights: bool):
+    """Decoding with the memory keys/values projected before the loop
+    (decoding/cross_cache.py: a cache entry without is_filled), at one row
+    per source: the R = B/b query rows of a source (its beams) attend to
+    them together, as R*T queries, so they are never copied or gathered."""
+    k_bxSxHxK = self.get_variable("cache", "cached_key")
+    v_bxSxHxK = self.get_variable("cache", "cached_value")
+    batch, length = q_BxTxHxK.shape[:2]
+    rows = batch // k_bxSxHxK.shape[0]
+    if rows * k_bxSxHxK.shape[0] != batch:
+      raise ValueError(f"{batch} query rows for {k_bxSxHxK.shape[0]} rows of "
+                       "precomputed memory keys.")
+    q_bxRTxHxK = q_BxTxHxK.reshape((batch // rows, rows * length)
+                                   + q_BxTxHxK.shape[2:])
+    if mask_Bx1xTxS is not None and rows > 1:
+      if mask_Bx1xTxS.shape[0] == batch:  # rows of one source are alike
+        mask_Bx1xTxS = mask_Bx1xTxS[::rows]
+      if mask_Bx1xTxS.shape[2] != 1:
+        mask_Bx1xTxS = jnp.tile(mask_Bx1xTxS, (1, 1, rows, 1))
+    out = self.attend(q_bxRTxHxK, k_bxSxHxK, v_bxSxHxK, mask_Bx1xTxS,
+                      deterministic=deterministic,
+                      return_weights=return_weights)
+    unfold = lambda x_bxRTxD: x_bxRTxD.reshape(
+        (batch, length) + x_bxRTxD.shape[2:])
+    if not return_weights:
+      return unfold(out)
+    out_bxRTxD, w_bxHxRTxS = out
+    b, heads, _, source = w_bxHxRTxS.shape
+    w_BxHxTxS = w_bxHxRTxS.reshape(b, heads, rows, length, source).transpose(
+        0, 2, 1, 3, 4).reshape(batch, heads, length, source)
+    return unfold(out_bxRTxD), w_BxHxTxS
 
   def _cached_memory_projections(self, memory_BxSxD):
     cached_key = self.variable("cache", "cached_key")

@@ -77,10 +77,11 @@ class PositionEmbedding(nn.Module):
       is_initialized = self.has_variable("cache", "cache_index")
       cache_index = self.variable("cache", "cache_index",
                                   lambda: jnp.array(0, jnp.int32))
-      if is_initialized:  # One real step: the position is the step index.
+      if is_initialized:  # Real steps (1, or k at once) from the index on.
         index = cache_index.value
-        cache_index.value = index + 1
-        return lax.dynamic_slice_in_dim(table_LxD, index + offset, 1)[None]
+        cache_index.value = index + length
+        return lax.dynamic_slice_in_dim(table_LxD, index + offset,
+                                        length)[None]
     if positions_BxL is not None:
       return jnp.take(table_LxD, positions_BxL + offset, axis=0)
     return table_LxD[None, offset:offset + length]
