@@ -43,11 +43,17 @@ flags.DEFINE_integer("pack_rows", 32, "Packed rows per batch.")
 flags.DEFINE_integer("pack_bins", 512, "Rows the packer fills at once.")
 flags.DEFINE_enum("pack_algorithm", "first_fit", sorted(packing.ALGORITHMS),
                   "grain's packer.")
-flags.DEFINE_float("peak_gflops", 0.0, "float32 matmul peak for MFU; 0 "
-                   "measures it (jnp.dot, 2048x2048).")
-flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
-flags.DEFINE_float("dropout", 0.1, "Dropout rate (base-small: 0.1).")
 FLAGS = flags.FLAGS
+# Shared with `python -m encdec_jax.bench` (same meaning): defined once, so
+# both modules import together.
+for _define, _name, _default, _help in (
+    (flags.DEFINE_float, "peak_gflops", 0.0, "float32 matmul peak for MFU; "
+     "0 measures it (jnp.dot, 2048x2048)."),
+    (flags.DEFINE_string, "out", "", "Also append the JSON lines to this "
+     "file."),
+    (flags.DEFINE_float, "dropout", 0.1, "Dropout rate (base-small: 0.1).")):
+  if _name not in FLAGS:
+    _define(_name, _default, _help)
 PEER_UNITS = ("train_varlen", "train_varlen_grouped")
 
 
