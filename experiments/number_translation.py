@@ -117,10 +117,11 @@ def get_config() -> ml_collections.ConfigDict:
   # or (regex, {"rank": 4, "alpha": 8}) pairs) on the frozen model trained in
   # the workdir `base`; groups lora_encoder / lora_decoder (group_optim).
   # adapter: an --mode=export_adapter directory applied to the base run in
-  # --workdir (eval/decode/merge_adapter).
+  # --workdir (eval/decode/merge_adapter). train_base: the base trains too
+  # (a full fine-tuning arm; param_groups: rules replacing the default ones).
   c.lora = ml_collections.ConfigDict(dict(
       base="", targets=(), rank=8, alpha=16.0, init_std=0.0, dropout=0.0,
-      adapter=""))
+      adapter="", train_base=False, param_groups=()))
 
   # A NaN/Inf loss or gradient never updates the params (so no checkpoint
   # holds one); "stop" ends the run naming the last good checkpoint, "skip"

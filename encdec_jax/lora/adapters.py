@@ -232,8 +232,14 @@ def wrap(model, config):
   return LoraModel(model, lora_config)
 
 
-def group_rules() -> tuple:
+def group_rules(train_base: bool = False) -> tuple:
   """config.param_groups of a LoRA run: the base frozen, the adapters in
-  lora_encoder / lora_decoder / lora (any other stack)."""
+  lora_encoder / lora_decoder / lora (any other stack). With train_base
+  (a comparison arm: full fine-tuning through the same tree) the base
+  trains as groups encoder / decoder / head and the adapters are frozen;
+  config.lora.param_groups replaces these rules altogether."""
+  if train_base:
+    return (("base/encoder/.*", "encoder"), ("base/decoder/.*", "decoder"),
+            ("base/.*", "head"), ("lora/.*", "frozen"))
   return (("base/.*", "frozen"), ("lora/encoder/.*", "lora_encoder"),
           ("lora/decoder/.*", "lora_decoder"), ("lora/.*", "lora"))

@@ -66,6 +66,7 @@ def base_meta(config, abstract_base) -> dict:
   """meta["lora"] of the run's checkpoints: base path and hash, targets."""
   _, digest = load_base(config, abstract_base)
   return {"base": os.path.abspath(config.lora.base), "base_hash": digest,
+          "train_base": bool(config.lora.get("train_base")),
           "targets": [str(t) if isinstance(t, str) else repr(tuple(t))
                       for t in config.lora.targets]}
 
@@ -76,8 +77,14 @@ def adapter_mode(config) -> bool:
   return bool(lora and lora.get("adapter"))
 
 
+# config.lora.train_base of the run being set up: its checkpoints then keep
+# the (trained) base. Set by add_meta, which the trainer calls first.
+_KEEP_BASE = [False]
+
+
 def add_meta(config, meta: dict, abstract_params) -> dict:
   """`meta` with meta["lora"] for a LoRA run (unchanged otherwise)."""
+  _KEEP_BASE[0] = bool(enabled(config) and config.lora.get("train_base"))
   if not enabled(config) or adapter_mode(config):
     return meta
   if config.get("init_from"):
@@ -121,8 +128,9 @@ def fresh_params(config, params):
 
 
 def for_checkpoint(state):
-  """What a LoRA run saves: the state with params = {"lora": adapters}."""
-  if _is_lora_tree(state.params):
+  """What a LoRA run saves: the state with params = {"lora": adapters}
+  (all of it under config.lora.train_base: the base trains too)."""
+  if _is_lora_tree(state.params) and not _KEEP_BASE[0]:
     return state.replace(params={"lora": state.params["lora"]})
   return state
 
@@ -137,7 +145,7 @@ def with_base(config, saved, abstract_params):
   state or a params tree) with the base put back."""
   params = saved.params if hasattr(saved, "params") else saved
   if not (isinstance(params, dict) and set(params) == {"lora"}):
-    return saved
+    return saved  # a whole {"base", "lora"} tree (train_base) or plain
   base, _ = load_base(config, parallel.abstract(abstract_params["base"]))
   full = {"base": base, "lora": params["lora"]}
   return saved.replace(params=full) if hasattr(saved, "params") else full
@@ -155,7 +163,10 @@ def read_target(config, manager, abstract):
     saved = checkpoint.read_meta(manager)
   except Exception:  # unreadable: checkpoint.resume's policy reports it
     saved = {"lora": True}
-  return {"lora": abstract["lora"]} if "lora" in saved else abstract["base"]
+  if "lora" not in saved:
+    return abstract["base"]  # a plain (merged) model
+  return abstract if saved["lora"] is True or saved["lora"].get(
+      "train_base") else {"lora": abstract["lora"]}
 
 
 def after_read(config, params, abstract):

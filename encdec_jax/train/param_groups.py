@@ -158,7 +158,8 @@ def make_plan(config, params) -> Plan:
   if isinstance(params, dict) and set(params) == {"base", "lora"}:
     # A LoRA run (encdec_jax/lora): the base frozen, adapters in their groups.
     from encdec_jax.lora import adapters  # pylint: disable=g-import-not-at-top
-    rules = tuple(config.lora.get("param_groups") or adapters.group_rules())
+    rules = tuple(config.lora.get("param_groups") or
+                  adapters.group_rules(config.lora.get("train_base", False)))
   labels = {path: _label(path_name(path), rules)
             for path in traverse_util.flatten_dict(params)}
   groups = sorted(set(labels.values()))
