@@ -122,3 +122,16 @@ def test_a_tokenizer_trained_again_is_the_same_vocabulary():
   assert (tokenizer_lib.vocab_record(first) ==
           tokenizer_lib.vocab_record(again))
   assert b"/tmp" not in first.model_proto
+
+
+def test_a_metrics_row_cut_short_by_a_kill_is_left_out(tmp_path, capsys):
+  from encdec_jax.reports import curves
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "split": "train"}\n{"step": 2, "spl',
+                  encoding="utf-8")
+  assert curves.read_metrics(str(tmp_path)) == [{"step": 1,
+                                                 "split": "train"}]
+  assert f"note: {path}:2 was cut short" in capsys.readouterr().err
+  path.write_text('{"step": 1, "spl\n{"step": 2}\n', encoding="utf-8")
+  with pytest.raises(SystemExit, match=r"metrics.jsonl:1: not a JSON row"):
+    curves.read_metrics(str(tmp_path))
