@@ -87,6 +87,8 @@ def add_meta(config, meta: dict, abstract_params) -> dict:
   _KEEP_BASE[0] = bool(enabled(config) and config.lora.get("train_base"))
   if not enabled(config) or adapter_mode(config):
     return meta
+  if callable(abstract_params):  # (only a LoRA run pays for the shapes)
+    abstract_params = abstract_params()
   if config.get("init_from"):
     raise ValueError("config.lora with config.init_from is not supported yet: "
                      "train (or import) the base into a workdir and name it "

@@ -237,7 +237,7 @@ def _set_up(config, workdir: str) -> _Run:
   stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
                      dropout_key(config))
   meta = lora_training.add_meta(config, experiment.checkpoint_meta(exp),
-                                experiment.abstract_params(exp))
+                                lambda: experiment.abstract_params(exp))
   return _Run(config, workdir, exp, manager, meta,
               plan, stepper, jax.random.key(config.seed), start)
 
