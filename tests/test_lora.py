@@ -291,3 +291,31 @@ def test_adapter_checkpoint_resumes_bit_identically_after_a_kill(
                                      "meta", "metadata")))
   assert f"trained on base {meta['lora']['base_hash']}" in message
   assert "has content hash" in message and bases[1] in message
+
+
+def test_decoding_unmerged_equals_merged(trained):
+  """Greedy and beam search run on {base, lora} params through the wrapper,
+  and give the merged model's tokens."""
+  from encdec_jax import decoding
+  from encdec_jax.models.contract import init_cache, make_tokens_to_logits
+  inner, model, _, state, _, _ = trained
+  merged = lora.merge(_config().lora, state.params["base"],
+                      state.params["lora"])
+  inputs = jnp.asarray(_batch(5)["inputs"])
+  max_len, beams = 6, 2
+
+  def decode(m, params, beam):
+    encoded = m.apply({"params": params}, inputs, method="encode")
+    cache = init_cache(m, len(inputs), max_len, inputs.shape[1])
+    step = make_tokens_to_logits(m, params,
+                                 decoding.expand_to_beams(encoded, beam))
+    cache = decoding.expand_to_beams(cache, beam)
+    if beam == 1:
+      return decoding.greedy_decode(step, cache, len(inputs), max_len, 1)
+    return decoding.beam_search(step, cache, len(inputs), beam, max_len, 1)
+
+  for beam in (1, beams):
+    got = jax.jit(lambda p: decode(model, p, beam))(state.params)
+    want = jax.jit(lambda p: decode(inner, p, beam))(merged)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5)
