@@ -16,7 +16,7 @@ from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.contract import init_cache, make_tokens_to_logits, shift_right
 from encdec_jax.models.language_model import DecoderOnlyLM
 from encdec_jax.nn.config import TransformerConfig
-from encdec_jax.train.step import translation_loss
+from encdec_jax.tasks.losses import seq2seq_loss
 
 # Right-padded texts (pad id 0), vocab 20; an LM reads shift_right of them.
 TOKENS_BxT = jnp.array([[6, 2, 11, 19, 1, 0],
@@ -124,7 +124,7 @@ def test_fits_counting_up():
   dummy_Bx1 = jnp.zeros((batch_size, 1), jnp.int32)
   params = model.init(jax.random.key(0), dummy_Bx1,
                       jnp.zeros((batch_size, length), jnp.int32))["params"]
-  loss_fn = translation_loss(model, label_smoothing=0.0)
+  loss_fn = seq2seq_loss(model, label_smoothing=0.0)
   tx = optax.adam(1e-2)
 
   @jax.jit
