@@ -22,6 +22,13 @@ bytes of the arrays), checkpoint MB (an orbax save of what the trainer
 saves: the whole state, or the adapters and their state), and the XLA
 estimate of the step's peak memory (arguments + temporaries + outputs -
 donated). --batch overrides both models' batch size (a quick check).
+
+Check run (2026-11-29, 2-core CPU shared with other jobs: times indicative,
+bytes exact; --steps=5 --warmup=2): base-small full 3659 ms, 57.8 MB
+optimizer state, 96.6 MB checkpoint, 638 MB peak; LoRA 2245 ms, 0.56 MB,
+1.30 MB, 455 MB (73,728 trainable). Main job's model: full 1907 ms, 7.3 MB,
+12.3 MB, 473 MB; LoRA 593 ms, 0.19 MB, 0.62 MB, 344 MB. The lead's figures
+on a quiet machine replace these (README).
 """
 
 import json
