@@ -16,6 +16,11 @@ import dataclasses
 from typing import Any, Callable, Iterable
 
 
+def per_split(make_source: Callable[[Any, str], Any]):
+  """make_sources from a (config, split) -> source function."""
+  return lambda config, splits: {s: make_source(config, s) for s in splits}
+
+
 @dataclasses.dataclass
 class EvalResult:
   """What a task's evaluation of one split found.

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from encdec_jax.data import classification as data
 from encdec_jax.models import registry
 from encdec_jax.models.classifier import EncoderClassifier
-from encdec_jax.tasks import evaluation, losses
-from encdec_jax.tasks.base import EvalResult, Task
+from encdec_jax.tasks import evaluation, losses, translation
+from encdec_jax.tasks.base import EvalResult, Task, per_split
 
 DECODE_REFUSAL = ("--mode=decode generates text; this config's task is "
                   "'classification', so use --mode=eval (or --mode=embed for "
@@ -58,16 +58,14 @@ def make_evaluator(exp):
 TASK = Task(
     name="classification",
     families=("transformer",),
-    make_sources=lambda config, splits: {
-        s: data.make_source(config, s) for s in splits},
+    make_sources=per_split(data.make_source),
     # Unlabelled text is plentiful: the whole train split's texts.
     tokenizer_texts=lambda config, sources: data.texts(config),
     model_config=registry.text_model_config,
     build_model=lambda arch, config, sources: EncoderClassifier(
         arch, num_classes=len(class_names(sources)),
         pooling=config.get("pooling", "mean")),
-    init_inputs=lambda config: (
-        jnp.ones((1, config.max_source_length), jnp.int32),),
+    init_inputs=translation.source_init_inputs,
     make_loss=classification_loss,
     train_dataset=lambda exp: data.train_dataset(
         exp.sources["train"], exp.tokenizer, exp.config,

@@ -14,7 +14,7 @@ from encdec_jax.data import sources as sources_lib
 from encdec_jax.models import registry
 from encdec_jax.models.embedder import SentenceEmbedder
 from encdec_jax.tasks import evaluation, losses, retrieval, translation
-from encdec_jax.tasks.base import EvalResult, Task
+from encdec_jax.tasks.base import EvalResult, Task, per_split
 
 
 def contrastive_loss(model, config):
@@ -85,14 +85,12 @@ def make_evaluator(exp):
 TASK = Task(
     name="embedding",
     families=("transformer",),
-    make_sources=lambda config, splits: {
-        s: sources_lib.make_source(config, s) for s in splits},
+    make_sources=per_split(sources_lib.make_source),
     tokenizer_texts=translation.pair_texts,
     model_config=registry.text_model_config,
     build_model=lambda arch, config, sources: SentenceEmbedder(
         arch, pooling=config.get("pooling", "mean")),
-    init_inputs=lambda config: (
-        jnp.ones((1, config.max_source_length), jnp.int32),),
+    init_inputs=translation.source_init_inputs,
     make_loss=contrastive_loss,
     train_dataset=translation.text_train_dataset,
     make_evaluator=make_evaluator,

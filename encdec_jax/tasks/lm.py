@@ -18,7 +18,7 @@ from encdec_jax.decoding.config import (decode_settings, describe_decoding,
 from encdec_jax.models import registry
 from encdec_jax.models.language_model import DecoderOnlyLM
 from encdec_jax.tasks import evaluation, translation
-from encdec_jax.tasks.base import EvalResult, Task
+from encdec_jax.tasks.base import EvalResult, Task, per_split
 
 
 def check_config(config) -> None:
@@ -63,8 +63,7 @@ def make_evaluator(exp):
 TASK = Task(
     name="lm",
     families=("transformer",),
-    make_sources=lambda config, splits: {
-        s: lm_data.make_source(config, s) for s in splits},
+    make_sources=per_split(lm_data.make_source),
     tokenizer_texts=translation.pair_texts,
     model_config=functools.partial(registry.text_model_config, causal=True),
     build_model=lambda arch, config, sources: DecoderOnlyLM(arch),

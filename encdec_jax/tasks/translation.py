@@ -17,7 +17,7 @@ from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.rnn_seq2seq import RNNEncoderDecoder
 from encdec_jax.nn.recurrent import RNNConfig
 from encdec_jax.tasks import evaluation, losses
-from encdec_jax.tasks.base import EvalResult, Task
+from encdec_jax.tasks.base import EvalResult, Task, per_split
 
 
 def pair_texts(config, sources, max_pairs: int = 50_000):
@@ -27,6 +27,11 @@ def pair_texts(config, sources, max_pairs: int = 50_000):
   for example in pipeline.iter_examples(sources["train"], max_pairs):
     yield example["source"]
     yield example["target"]
+
+
+def source_init_inputs(config) -> tuple:
+  """A batch of one source, for models that read only a source."""
+  return (jnp.ones((1, config.max_source_length), jnp.int32),)
 
 
 def text_init_inputs(config) -> tuple:
@@ -94,8 +99,7 @@ def _build_model(arch, config, sources):
 TASK = Task(
     name="translation",
     families=("transformer", "rnn"),
-    make_sources=lambda config, splits: {
-        s: sources_lib.make_source(config, s) for s in splits},
+    make_sources=per_split(sources_lib.make_source),
     tokenizer_texts=pair_texts,
     model_config=registry.text_model_config,
     build_model=_build_model,
