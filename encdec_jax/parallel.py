@@ -36,7 +36,7 @@ DEFAULT_AXIS_RULES = (
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
-    ("mlp", None),
+    ("mlp", "tensor"),
     ("kv", None),
     ("norm", None),
     ("layers", None),

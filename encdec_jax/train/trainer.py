@@ -23,8 +23,8 @@ from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import param_groups
 from encdec_jax.train import step as step_lib
-from encdec_jax.train import tally as tally_lib
 from encdec_jax.train import workdir_lock
+from encdec_jax.train import tally as tally_lib
 
 
 class _EvaluationStopped(Exception):
