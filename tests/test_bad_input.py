@@ -117,7 +117,8 @@ def test_mistyped_config_field_suggests_the_closest(tmp_path):
     (["--config.batch_size=abc"], "error: flag --config.batch_size=abc: "
      "invalid literal for int() with base 10: 'abc' (see --helpshort)"),
     (["--mode=serve"], "error: flag --mode=serve: value should be one of "
-     "<train|eval|decode|embed|export_encoder> (see --helpshort)"),
+     "<train|eval|decode|embed|export_encoder|export_adapter|merge_adapter> "
+     "(see --helpshort)"),
     (["--config=experiments/nope.py"], "error: --config=experiments/nope.py: "
      "no such file (experiments/nope.py); the configs are experiments/*.py."),
     (["--config=experiments/tiny.py:huge"], "error: flag --config=experiments/"

@@ -21,7 +21,7 @@ _RUN = r"""
 import os, signal, sys, time
 sys.argv = ["encdec_jax.main"] + sys.argv[1:]
 from absl import app
-from encdec_jax import main
+from encdec_jax import console, main
 from encdec_jax.train import inference, trainer
 
 def wait(*args, **kwargs):
@@ -32,7 +32,7 @@ def wait(*args, **kwargs):
   raise SystemExit("the signal was not delivered")
 
 {target} = wait
-app.run(main.main, flags_parser=main.parse_flags)
+app.run(main.main, flags_parser=console.parse_flags)
 """
 
 

@@ -87,10 +87,10 @@ def test_malformed_tsv_line_is_one_clear_line(tmp_path):
 
 ERRORS_LOG_SCRIPT = r"""
 import logging, sys, threading
-from encdec_jax import main
-main.ERRORS_LOG.path = sys.argv[1]
-sys.unraisablehook = main._log_unraisable
-threading.excepthook = main._one_line_thread_error
+from encdec_jax import console
+console.ERRORS_LOG.path = sys.argv[1]
+sys.unraisablehook = console.log_unraisable
+threading.excepthook = console.one_line_thread_error
 
 class Late:
   def __del__(self):
@@ -111,9 +111,9 @@ except ValueError:
                    "Background save failed", sys.exc_info())
 cut = record("/x/tfds/b.py", logging.WARNING, "first line\nsecond line")
 one = record("/x/tfds/b.py", logging.WARNING, "just one line")
-print(main._one_line_library_logs(dropped), main._one_line_library_logs(cut),
-      cut.getMessage(), main._one_line_library_logs(one))
-print(main.ERRORS_LOG.note())
+print(console.one_line_library_logs(dropped), console.one_line_library_logs(cut),
+      cut.getMessage(), console.one_line_library_logs(one))
+print(console.ERRORS_LOG.note())
 """
 
 
