@@ -11,7 +11,6 @@ Warm-up 3 steps, then >= 10 timed steps; the median is reported.
 prints the ratio table.
 """
 
-import json
 import os
 import resource
 import statistics
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax import decoding
-from encdec_jax.bench import base_small
+from encdec_jax.bench import base_small, timing
 from encdec_jax.models import registry
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.contract import (cache_batch_axes, init_cache,
@@ -170,12 +169,8 @@ def main(argv):
   peak = FLAGS.peak_gflops or measure_peak_gflops()
   units = UNITS if FLAGS.unit == "all" else (FLAGS.unit,)
   for unit in units:
-    line = json.dumps(measure(unit, FLAGS.steps, FLAGS.warmup, peak,
-                              FLAGS.dropout_prng, FLAGS.dropout))
-    print(line, flush=True)
-    if FLAGS.out:
-      with open(FLAGS.out, "a") as f:
-        f.write(line + "\n")
+    timing.emit(measure(unit, FLAGS.steps, FLAGS.warmup, peak,
+                        FLAGS.dropout_prng, FLAGS.dropout), FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ base-small param tree, e.g. a trained model's) measures a real one. The
 speculative output is checked against greedy's (token for token) before
 timing.
 """
-import json
 import os
 import resource
 import statistics
@@ -36,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from encdec_jax.bench import base_small
+from encdec_jax.bench import base_small, timing
 from encdec_jax.decoding import speculative as spec
 from encdec_jax.decoding.config import make_decode_fn
 from encdec_jax.models import registry
@@ -193,13 +192,8 @@ def main(argv):
     raise app.UsageError(f"unknown units {sorted(unknown)}; use {UNITS}")
   setup = _setup(FLAGS.params)
   for unit in FLAGS.units:
-    line = json.dumps(measure(unit, setup, FLAGS.k, FLAGS.draft,
-                              FLAGS.lat_steps, FLAGS.batch_steps,
-                              FLAGS.warmup))
-    print(line, flush=True)
-    if FLAGS.out:
-      with open(FLAGS.out, "a") as f:
-        f.write(line + "\n")
+    timing.emit(measure(unit, setup, FLAGS.k, FLAGS.draft, FLAGS.lat_steps,
+                        FLAGS.batch_steps, FLAGS.warmup), FLAGS.out)
 
 
 if __name__ == "__main__":

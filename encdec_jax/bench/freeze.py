@@ -27,7 +27,7 @@ import time
 
 from absl import app, flags
 import jax
-from encdec_jax.bench import base_small
+from encdec_jax.bench import base_small, timing
 from encdec_jax.models import registry
 from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups
@@ -60,13 +60,7 @@ def measure(arm: str, steps: int, warmup: int) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   memory = compiled.memory_analysis()
-  times = []
-  for i in range(warmup + steps):
-    start = time.perf_counter()
-    state, metrics = step_fn(state, batch, key)
-    jax.block_until_ready(metrics["loss"])
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+  state, times = timing.time_steps(step_fn, state, batch, key, steps, warmup)
   median = statistics.median(times)
   return {"peer": "encdec_jax", "unit": f"train_{arm}",
           "tokens_per_s": base_small.BATCH * base_small.TGT_LEN / median,

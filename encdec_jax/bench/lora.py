@@ -43,7 +43,7 @@ import ml_collections
 import numpy as np
 
 from encdec_jax import checkpoint, lora
-from encdec_jax.bench import base_small
+from encdec_jax.bench import base_small, timing
 from encdec_jax.lora import training as lora_training
 from encdec_jax.models import registry
 from encdec_jax.tasks import losses
@@ -113,13 +113,7 @@ def measure(name: str, arm: str, steps: int, warmup: int) -> dict:
   peak = sum(getattr(memory, f, 0) for f in (
       "argument_size_in_bytes", "temp_size_in_bytes",
       "output_size_in_bytes")) - getattr(memory, "alias_size_in_bytes", 0)
-  times = []
-  for i in range(warmup + steps):
-    start = time.perf_counter()
-    state, metrics = step_fn(state, batch, key)
-    jax.block_until_ready(metrics["loss"])
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
+  state, times = timing.time_steps(step_fn, state, batch, key, steps, warmup)
   trainable = sum(n for g, n in param_groups.count_by_group(
       plan, state.params).items() if g in plan.training(0))
   median = statistics.median(times)

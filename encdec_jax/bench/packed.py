@@ -18,7 +18,6 @@ train_varlen_grouped: the same measurement, since packing is this
 project's answer to both), with the peers' fields plus packing efficiency.
 """
 
-import json
 import os
 import resource
 import statistics
@@ -29,7 +28,7 @@ from absl import app, flags
 import jax
 import numpy as np
 
-from encdec_jax.bench import base_small
+from encdec_jax.bench import base_small, timing
 from encdec_jax.data import packing
 from encdec_jax.models import registry
 from encdec_jax.tasks import losses
@@ -167,11 +166,7 @@ def main(argv):
   rec = measure(FLAGS.peers_dir, FLAGS.pack_length, FLAGS.pack_rows,
                 FLAGS.pack_bins, FLAGS.pack_algorithm, peak, FLAGS.dropout)
   for unit in PEER_UNITS:
-    line = json.dumps(dict(rec, unit=unit))
-    print(line, flush=True)
-    if FLAGS.out:
-      with open(FLAGS.out, "a") as f:
-        f.write(line + "\n")
+    timing.emit(dict(rec, unit=unit), FLAGS.out)
 
 
 if __name__ == "__main__":
