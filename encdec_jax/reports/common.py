@@ -4,6 +4,7 @@ checkpoint, the finished runs of a study, Markdown tables and figures."""
 import json
 import os
 import re
+import sys
 
 from absl import app, flags, logging
 
@@ -57,6 +58,17 @@ def finished_runs(root: str, pattern: str = r".+"):
       with open(path, encoding="utf-8") as f:
         found.append((match, json.load(f)))
   return found
+
+
+def report_study(root: str, png: str, collect, markdown, plot,
+                 pattern: str) -> None:
+  """A study's finished runs under `root` as a Markdown table on stdout and
+  a figure at `png`."""
+  found = collect(root)
+  if not found:
+    sys.exit(f"no finished {pattern} runs in {root}")
+  print(markdown(found))
+  plot(found, png)
 
 
 def markdown_table(header: list, rows: list[list]) -> str:

@@ -13,7 +13,6 @@ lora.png (exact match vs trainable parameters, log scale).
 
 import collections
 import os
-import sys
 
 from absl import app, flags
 import numpy as np
@@ -82,11 +81,8 @@ def plot(found: dict, path: str) -> None:
 
 
 def report(root: str, out: str) -> None:
-  found = collect(root)
-  if not found:
-    sys.exit(f"no finished <arm>_seed<n> runs in {root}")
-  print(markdown(found))
-  plot(found, os.path.join(out, "lora.png"))
+  common.report_study(root, os.path.join(out, "lora.png"), collect, markdown,
+                      plot, "<arm>_seed<n>")
 
 
 def main(argv) -> None:

@@ -16,7 +16,6 @@ for them the seed varies the data order only.
 
 import collections
 import os
-import sys
 
 from absl import app, flags
 import numpy as np
@@ -65,11 +64,8 @@ def plot(found: dict, path: str) -> None:
 
 
 def report(root: str, out: str) -> None:
-  found = collect(root)
-  if not found:
-    sys.exit(f"no finished <arm>_<labels>_seed<n> runs in {root}")
-  print(markdown(found))
-  plot(found, os.path.join(out, "transfer.png"))
+  common.report_study(root, os.path.join(out, "transfer.png"), collect,
+                      markdown, plot, "<arm>_<labels>_seed<n>")
 
 
 def main(argv) -> None:
