@@ -49,6 +49,9 @@ def copy_fields(model: ml_collections.ConfigDict, family: str) -> None:
   if family == "transformer":
     model.copy_layer = -1  # the pointer: this decoder layer's cross-attention
     model.copy_heads = 1  # mean of its first k heads (0: all)
+    # T5's relative position buckets (0: none), for the remedy that swaps
+    # them for the absolute positions (position_embedding="none").
+    model.relative_position_buckets = 0
 
 
 def get_config(arm: str = "transformer") -> ml_collections.ConfigDict:

@@ -1,15 +1,19 @@
 """Commands with arguments -> a canonical call: an offline TFDS dataset whose
 test values never occur in any training target.
 
-  "remind me to call dovika at 7:45 on friday"
+  "remind me on friday at 07:45 to call dovika"
       -> "remind | who dovika | time 07:45 | day friday"
   "send 3120 dollars to mepa"   -> "pay | to mepa | amount 3120"
   "wake me up at 10:05 on monday" -> "alarm | time 10:05 | day monday"
 
 Eight command templates (reminders, payments, alarms, timers, messages)
-carry three kinds of value: a name, a number and a clock time. Most of the
-target is fixed vocabulary in a fixed order; the values must be carried over
-from the source, and the time is reformatted (hour zero-padded).
+carry three kinds of value: a name, a number and a clock time (hh:mm). The
+target is fixed vocabulary in a fixed order, the fields reordered from the
+source's; the values must be carried over from the source as they are.
+(An earlier version zero-padded "7:45" in the target. With training hours
+0-11 the only two-digit hours were 10 and 11, so "do not pad" was learnable
+as "the hour starts with 1[01]" as well as "the hour has two digits": that
+tested a guess, not copying, and is gone.)
 
 The splits differ in their values, which is the point:
 
@@ -55,17 +59,16 @@ IN_RANGE, OUT_OF_RANGE = 'in_range', 'out_of_range'
 NUMBERS = {IN_RANGE: (0, 5000), OUT_OF_RANGE: (5000, 10000)}
 HOURS = {IN_RANGE: (0, 12), OUT_OF_RANGE: (12, 24)}
 
-# (source template, target template); {time} is h:mm in the source and
-# hh:mm in the target.
+# (source template, target template).
 TEMPLATES = (
     ('remind me to call {name} at {time} on {day}',
-     'remind | who {name} | time {hhmm} | day {day}'),
+     'remind | who {name} | time {time} | day {day}'),
     ('remind me on {day} at {time} to call {name}',
-     'remind | who {name} | time {hhmm} | day {day}'),
+     'remind | who {name} | time {time} | day {day}'),
     ('send {number} dollars to {name}', 'pay | to {name} | amount {number}'),
     ('pay {name} {number} dollars', 'pay | to {name} | amount {number}'),
-    ('set an alarm for {time}', 'alarm | time {hhmm}'),
-    ('wake me up at {time} on {day}', 'alarm | time {hhmm} | day {day}'),
+    ('set an alarm for {time}', 'alarm | time {time}'),
+    ('wake me up at {time} on {day}', 'alarm | time {time} | day {day}'),
     ('set a timer for {number} minutes', 'timer | minutes {number}'),
     ('tell {name} that i will be {number} minutes late',
      'message | to {name} | late {number}'),
@@ -100,7 +103,7 @@ def render(template: int, name: str, number: int, hour: int, minute: int,
            day: str) -> tuple[str, str]:
   source, target = TEMPLATES[template]
   values = dict(name=name, number=number, day=day,
-                time=f'{hour}:{minute:02d}', hhmm=f'{hour:02d}:{minute:02d}')
+                time=f'{hour:02d}:{minute:02d}')
   return source.format(**values), target.format(**values)
 
 
@@ -135,8 +138,9 @@ def generate(config: CommandCallsConfig) -> dict[str, list[tuple[str, str]]]:
 class CommandCalls(tfds.core.GeneratorBasedBuilder):
   """Commands -> canonical calls; test values are outside training's."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '1.1.0': 'Times hh:mm in the source too (no padding rule).'}
   disable_shuffling = True  # generated in a seeded random order already
   BUILDER_CONFIGS = [
       CommandCallsConfig(
