@@ -19,7 +19,8 @@ INPUTS_BxS = jnp.array([[3, 5, 7, 2, 9, 0], [4, 4, 8, 0, 0, 0],
 MAX_LEN, BEAMS, EOS = 8, 3, 7
 
 
-@pytest.mark.parametrize("changes", [{}, dict(copy=True)])
+@pytest.mark.parametrize("changes", [
+    {}, pytest.param(dict(copy=True), marks=pytest.mark.slow)])
 def test_precomputed_cross_attention_changes_nothing(changes):
   model = EncoderDecoder(TransformerConfig(
       vocab_size=20, emb_dim=16, num_heads=2, qkv_dim=16, mlp_dim=32,

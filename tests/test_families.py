@@ -111,6 +111,7 @@ def _beam_search_by_hand(config, workdir, lines, beam_size, alpha):
   return [exp.tokenizer.decode(t) for t in np.asarray(tokens_BxKxT[:, 0])]
 
 
+@pytest.mark.slow  # suite time: the default run keeps a sibling test
 def test_rnn_encoder_refuses_a_transformer_model(text_files, tmp_path):
   source = str(tmp_path / "rnn")
   trainer.train_and_evaluate(

@@ -255,6 +255,7 @@ def bases(small_text_files, tmp_path_factory):
   return out
 
 
+@pytest.mark.slow  # suite time: the default run keeps a sibling test
 def test_adapter_checkpoint_resumes_bit_identically_after_a_kill(
     small_text_files, bases, tmp_path):
   from encdec_jax.train import trainer

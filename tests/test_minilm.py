@@ -233,6 +233,7 @@ def test_missing_packages_are_one_line_with_the_install_command(
     bert.read_weights("model.safetensors")
 
 
+@pytest.mark.slow  # suite time: the default run keeps a sibling test
 def test_fine_tune_config_trains_the_encoder(imported, tmp_path):
   # One stage (head and encoder from step 0) keeps it to one compiled step;
   # the encoder's gradient is zero until the zero-initialised head moves.

@@ -68,6 +68,7 @@ def _train_losses(workdir: str) -> dict:
   return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
 
 
+@pytest.mark.slow  # suite time: the default run keeps a sibling test
 def test_fine_tune_checkpoint_resume_decode_export(tmp_path):
   pretrained = str(tmp_path / "pretrained")
   import_hf.import_hf(os.path.join(DATA, "t5_v11"), pretrained)

@@ -69,11 +69,13 @@ def transformer(seed=0, **changes):
 
 @pytest.mark.parametrize("changes,runs", [
     ({}, ((1, "self"), (3, "self:2"), (MAX_LEN, "self"))),
-    (dict(scan_layers=True), ((2, "self:2"),)),
+    pytest.param(dict(scan_layers=True), ((2, "self:2"),),
+                 marks=pytest.mark.slow),
     # T5: relative position bias, RMSNorm, gated MLP, unscaled attention.
-    (dict(relative_position_buckets=8, position_embedding="none",
-          norm="rmsnorm", mlp_gated=True, scale_attention=False),
-     ((3, "self"),))])
+    pytest.param(dict(relative_position_buckets=8,
+                      position_embedding="none", norm="rmsnorm",
+                      mlp_gated=True, scale_attention=False),
+                 ((3, "self"),), marks=pytest.mark.slow)])
 def test_transformer_self_draft_equals_greedy(changes, runs):
   model, params = transformer(**changes)
   eos = emitted_eos(model, params, INPUTS_BxS)
@@ -121,6 +123,7 @@ def test_rnn_seq2seq_equals_greedy():
                       runs=((2, "model"),))
 
 
+@pytest.mark.slow  # suite time: the default run keeps a sibling test
 @pytest.mark.parametrize("family", ["rnn", "transformer"])
 def test_captioner_equals_greedy(family):
   canvas = (10, 36, 1)
@@ -176,6 +179,7 @@ def trained_reverser():
   return model, train(params), make_batch(jax.random.key(99))["inputs"][:8]
 
 
+@pytest.mark.slow  # suite time: the default run keeps a sibling test
 def test_trained_model_equals_greedy_and_accepts_drafts():
   model, params, inputs = trained_reverser()
   out = check_equals_greedy(model, params, inputs, 1, runs=((4, "self:2"),))
