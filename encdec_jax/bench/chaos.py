@@ -143,11 +143,13 @@ def _feasible(workdir: str, total: int, eval_every: int) -> list[str]:
   if os.path.exists(os.path.join(workdir, "results.json")):
     return []
   done = (_committed(workdir) or [0])[-1]
-  phases = ["compile", "final"]
+  phases = ["compile"]
   if done < total:
     phases += ["step", "save"]
     if any(s % eval_every == 0 for s in range(done + 1, total)):
       phases.append("eval")
+  else:  # trained: what is left is the final validation and test
+    phases.append("final")
   return [p for p in PHASES if p in phases]
 
 
@@ -174,7 +176,8 @@ def kill_once(run: Run, phase: str, times: dict, rng: random.Random,
       predicate = lambda l: l.startswith(f"[validation @ step {total},")
       window = "final"
     hit = run.wait_for(predicate, timeout, after=started[0])
-    delay = rng.uniform(0.0, max(times[window], 0.05))
+    # Inside the phase: at most half its length in the uninterrupted run.
+    delay = rng.uniform(0.0, max(times[window] / 2, 0.02))
     trigger = f"'{hit[1][:40]}'" if hit else ""
   if not hit or run.proc.poll() is not None:
     run.finish(timeout)
