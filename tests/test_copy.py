@@ -318,3 +318,13 @@ def test_command_calls_test_values_are_in_no_training_target():
       s for s, _ in splits["train"]}
   for source, target in splits["test"]:  # every value is in its source
     assert all(str(v[1]) in source for v in values(target) if v[0] != "hour")
+
+
+def test_test_syllables_are_in_no_template_word():
+  from encdec_jax.data import command_calls
+  words = " ".join(s + " " + t for s, t in command_calls.TEMPLATES)
+  words += " " + " ".join(command_calls.DAYS)
+  assert not [s for s in command_calls.TEST_SYLLABLES if s in words]
+  assert len(command_calls.TRAIN_SYLLABLES) == 55
+  assert set("".join(command_calls.TRAIN_SYLLABLES)) == set(
+      command_calls.CONSONANTS + command_calls.VOWELS)

@@ -47,10 +47,12 @@ import tensorflow_datasets as tfds
 CONSONANTS = 'bdfgklmnprstvz'
 VOWELS = 'aeiou'
 SYLLABLES = tuple(c + v for c in CONSONANTS for v in VOWELS)  # 70
-# The syllables only test names have (every letter also occurs in the
-# others, which training names are made of).
-TEST_SYLLABLES = ('bi', 'de', 'fu', 'ge', 'go', 'ka', 'li', 'mo', 'ne', 'pu',
-                  'ra', 'se', 'ti', 'vo', 'zu')
+# The syllables only test names have: every letter also occurs in the
+# others, which training names are made of, and none occurs in a template
+# word (as "mo" in "amount", "se" in "send"), so a test name never shares a
+# subword piece with the fixed words around it.
+TEST_SYLLABLES = ('bi', 'de', 'du', 'fu', 'go', 'ka', 'ku', 'li', 'po', 'pu',
+                  'ra', 'vi', 'vo', 'ze', 'zu')
 TRAIN_SYLLABLES = tuple(s for s in SYLLABLES if s not in TEST_SYLLABLES)
 DAYS = ('monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday',
         'sunday')
@@ -138,9 +140,10 @@ def generate(config: CommandCallsConfig) -> dict[str, list[tuple[str, str]]]:
 class CommandCalls(tfds.core.GeneratorBasedBuilder):
   """Commands -> canonical calls; test values are outside training's."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
-                   '1.1.0': 'Times hh:mm in the source too (no padding rule).'}
+                   '1.1.0': 'Times hh:mm in the source too (no padding rule).',
+                   '1.2.0': 'Test-only syllables in no template word.'}
   disable_shuffling = True  # generated in a seeded random order already
   BUILDER_CONFIGS = [
       CommandCallsConfig(
