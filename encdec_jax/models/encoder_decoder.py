@@ -41,7 +41,8 @@ class EncoderDecoder(nn.Module):
 
   def decode(self, targets_BxT, encoded: Encoded, *, decode: bool = False,
              deterministic: bool = True) -> jax.Array:
-    """Logits BxTxV for shifted-right targets; decode: Bx1, `cache` mutable."""
+    """Logits BxTxV for shifted-right targets (config.copy: the copy
+    mixture's log-probabilities); decode: Bx1, `cache` mutable."""
     return self.decoder(targets_BxT, encoded.hidden_BxSxD, encoded.mask_BxS,
                         decode=decode, deterministic=deterministic,
                         source_ids_BxS=encoded.ids_BxS)
