@@ -328,3 +328,33 @@ def test_test_syllables_are_in_no_template_word():
   assert len(command_calls.TRAIN_SYLLABLES) == 55
   assert set("".join(command_calls.TRAIN_SYLLABLES)) == set(
       command_calls.CONSONANTS + command_calls.VOWELS)
+
+
+def test_report_table_and_bars(tmp_path):
+  import json
+  from encdec_jax.reports import copy as copy_report
+  runs = {"transformer": ({"family": "transformer"}, "command_calls/default",
+                          99.5, 40.0),
+          "rnn_copy": ({"family": "rnn", "copy": True},
+                       "command_calls/default", 100.0, 99.0),
+          "en_de_copy": ({"copy": True}, "number_translation/en_de", None,
+                         99.9)}
+  for name, (model, dataset, inside, outside) in runs.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "config.json").write_text(json.dumps(
+        {"model": dict(model, dropout_rate=0.0), "dataset": dataset,
+         "tokenizer": "sentencepiece", "label_smoothing": 0.1}))
+    results = {"test": {"exact_match": outside}, "wall_time_s": 60.0}
+    if inside is not None:
+      results["validation"] = {"exact_match": inside}
+    (tmp_path / name / "results.json").write_text(json.dumps(results))
+  (tmp_path / "unfinished").mkdir()
+  collected = copy_report.collect(str(tmp_path))
+  text = copy_report.table(collected)
+  assert ("| `rnn_copy` | rnn, sentencepiece, copy | 100.00 | 99.00 | 1.00 "
+          "| 1.0 |") in text
+  assert "| `transformer` | transformer, sentencepiece | 99.50 | 40.00" in text
+  assert "| `en_de_copy` | transformer, sentencepiece, copy | " \
+         "number_translation/en_de | 99.90 | 1.0 |" in text
+  copy_report.plot_bars(collected, str(tmp_path / "bars.png"))
+  assert (tmp_path / "bars.png").stat().st_size > 1000

@@ -2,7 +2,7 @@ r"""The copy study: exact match in range vs out of range, per model, and
 where the pointer looks (launch/copy_study.sh, issue 19).
 
   python -m encdec_jax.reports.copy --runs=runs/copy [--out=docs/figures] \
-      [--heatmaps=transformer_copy,transformer] [--examples=3]
+      [--heatmaps=transformer_copy,transformer,rnn_copy] [--examples=3]
 
 Reads results.json of every finished workdir under --runs: on
 `command_calls` the validation split is in range and test out of range
@@ -26,9 +26,9 @@ import numpy as np
 
 from encdec_jax.reports import common
 
-HEATMAPS = flags.DEFINE_list("heatmaps", ["transformer_copy", "transformer"],
-                             "Runs (workdir names under --runs) whose "
-                             "pointer / attention to draw.")
+HEATMAPS = flags.DEFINE_list(
+    "heatmaps", ["transformer_copy", "transformer", "rnn_copy"],
+    "Runs (workdir names under --runs) whose pointer / attention to draw.")
 EXAMPLES = flags.DEFINE_integer("examples", 3, "Test examples per heatmap.")
 flags.adopt_module_key_flags(common)
 
