@@ -18,7 +18,6 @@ import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 
 from encdec_jax import decoding
 from encdec_jax.bench import base_small, timing
@@ -44,18 +43,6 @@ flags.DEFINE_enum("dropout_prng", "rbg", ["threefry2x32", "rbg", "unsafe_rbg"],
                   "Generator of the dropout masks (config.dropout_prng).")
 FLAGS = flags.FLAGS
 NEVER = -1  # an EOS id no token equals: decoding always runs the full length
-
-
-def measure_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    dot(a, a).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / min(times) / 1e9
 
 
 def _params(model, config):
@@ -166,7 +153,7 @@ def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
 
 def main(argv):
   del argv
-  peak = FLAGS.peak_gflops or measure_peak_gflops()
+  peak = FLAGS.peak_gflops or timing.measure_peak_gflops()
   units = UNITS if FLAGS.unit == "all" else (FLAGS.unit,)
   for unit in units:
     timing.emit(measure(unit, FLAGS.steps, FLAGS.warmup, peak,

@@ -56,19 +56,6 @@ for _define, _name, _default, _help in (
 PEER_UNITS = ("train_varlen", "train_varlen_grouped")
 
 
-def measure_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-  """As `python -m encdec_jax.bench`: jnp.dot on n x n float32, best of reps."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jax.numpy.float32)
-  dot = jax.jit(jax.numpy.dot)
-  dot(a, a).block_until_ready()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    dot(a, a).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / min(times) / 1e9
-
-
 def peer_pairs(peers_dir: str, seed: int = 0):
   """(source ids, target ids) of the peers' pairs, in their train_varlen
   order (random ids: the values do not change the work)."""
@@ -162,7 +149,7 @@ def measure(peers_dir: str, pack_length: int, pack_rows: int, pack_bins: int,
 
 def main(argv):
   del argv
-  peak = FLAGS.peak_gflops or measure_peak_gflops()
+  peak = FLAGS.peak_gflops or timing.measure_peak_gflops()
   rec = measure(FLAGS.peers_dir, FLAGS.pack_length, FLAGS.pack_rows,
                 FLAGS.pack_bins, FLAGS.pack_algorithm, peak, FLAGS.dropout)
   for unit in PEER_UNITS:

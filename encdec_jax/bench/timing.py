@@ -1,9 +1,11 @@
-"""What the benchmarks share: timing train steps, printing a JSON line."""
+"""What the benchmarks share: the machine's matmul peak, timing train steps,
+printing a JSON line."""
 
 import json
 import time
 
 import jax
+import jax.numpy as jnp
 
 
 def time_steps(step_fn, state, batch, key, steps: int, warmup: int):
@@ -25,3 +27,17 @@ def emit(record: dict, out: str | None = None) -> None:
   if out:
     with open(out, "a") as f:
       f.write(line + "\n")
+
+
+def measure_peak_gflops(n: int = 2048, reps: int = 10) -> float:
+  """float32 GFLOP/s of jnp.dot on n x n matrices, best of `reps` (the MFU
+  denominator)."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    dot(a, a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * n**3 / min(times) / 1e9

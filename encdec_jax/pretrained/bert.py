@@ -33,6 +33,7 @@ import numpy as np
 from encdec_jax import checkpoint
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.nn.config import TransformerConfig
+from encdec_jax.pretrained import hf
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh",
                "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
@@ -72,14 +73,7 @@ def read_config(model_dir: str) -> TransformerConfig:
 
 def read_weights(path: str) -> dict[str, np.ndarray]:
   """All tensors of a .safetensors file as numpy arrays (no torch)."""
-  try:
-    from safetensors.numpy import load_file
-  except ImportError:
-    raise tokenizer_lib.MissingPackageError(
-        "reading model.safetensors needs the 'safetensors' package; install "
-        "it with: pip install -e '.[pretrained]' (or pip install safetensors)"
-    ) from None
-  return load_file(path)
+  return hf.read_tensors(path)
 
 
 def encoder_params(tensors: dict[str, np.ndarray],
