@@ -218,8 +218,12 @@ def _truncate_state(workdir, step):
   state_dir = os.path.join(workdir, "checkpoints", str(step), "state")
   files = [os.path.join(root, f) for root, _, names in os.walk(state_dir)
            for f in names]
-  with open(max(files, key=os.path.getsize), "r+b") as f:
-    f.truncate(100)
+  # Every file: the params may sit in any of the step's data files (one
+  # truncated file alone may hold only optimizer state, which eval skips).
+  for path in files:
+    if os.path.getsize(path) > 100:
+      with open(path, "r+b") as f:
+        f.truncate(100)
 
 
 def test_eval_and_decode_fall_back_past_a_truncated_checkpoint(
