@@ -9,7 +9,9 @@ with `--workdir=<the base run>` (decode/eval): the base's checkpoint is read
 as it is, the adapter put beside it, and the model runs unmerged; another
 command picks another adapter for the same base. merge_adapter folds the
 adapters into the base and writes a plain workdir (checkpoint, config.json,
-tokenizer) that decodes at full speed and exports like any trained model.
+tokenizer) that decodes at full speed and exports like any trained model;
+a model imported from Hugging Face keeps its origin (pretrained/), so that
+`python -m encdec_jax.pretrained.export_hf` takes the merged workdir.
 """
 
 import json
@@ -24,6 +26,7 @@ from flax import traverse_util
 from encdec_jax import checkpoint, io_utils
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.lora import adapters
+from encdec_jax.pretrained import finetune
 
 SPEC_FILE, PARAMS_DIR = "adapter.json", "params"
 
@@ -130,6 +133,17 @@ def export_adapter(config, workdir: str, output: str) -> dict:
   return spec
 
 
+def origin_dir(workdir: str, base: str | None) -> str | None:
+  """The Hugging Face origin (pretrained.json + hf/) of a LoRA run: its own
+  copy (config.init_from installs one), else its base run's; None when the
+  model was not imported."""
+  for run in (workdir, base):
+    origin = run and os.path.join(run, finetune.ORIGIN)
+    if origin and os.path.isfile(os.path.join(origin, "pretrained.json")):
+      return origin
+  return None
+
+
 def merge_adapter(config, workdir: str, output: str) -> int:
   """Folds the adapters of `workdir`'s newest checkpoint (or of
   config.lora.adapter on the base run in `workdir`) into the base and writes
@@ -150,6 +164,11 @@ def merge_adapter(config, workdir: str, output: str) -> int:
   for name in tokenizer_lib.TOKENIZER_FILES.values():  # the same vocabulary
     if os.path.exists(os.path.join(workdir, name)):
       shutil.copy(os.path.join(workdir, name), os.path.join(output, name))
+  # export_hf reads the merged params against the imported model's files.
+  origin = origin_dir(workdir, exp.config.lora.get("base"))
+  if origin:
+    shutil.copytree(origin, os.path.join(output, finetune.ORIGIN),
+                    dirs_exist_ok=True)
   experiment.save_config(plain, output)
   from encdec_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   state = step_lib.TrainState(step=np.asarray(step, np.int32),
