@@ -87,8 +87,8 @@ def test_init_cache_is_zero_and_has_full_length():
   model, _ = init_params(tiny_config())
   cache = init_cache(model, batch_size=3, max_decode_len=9, source_len=5)
   layer = cache["decoder"]["layers_0"]
-  assert layer["self_attention"]["cached_key"].shape == (3, 9, 2, 16)
-  assert layer["cross_attention"]["cached_value"].shape == (3, 5, 2, 16)
+  assert layer["self_attention"]["cached_key"].shape == (3, 2, 9, 16)
+  assert layer["cross_attention"]["cached_value"].shape == (3, 2, 5, 16)
   assert cache["decoder"]["embedder"]["position_embed"]["cache_index"] == 0
   assert all(not np.any(leaf) for leaf in jax.tree.leaves(cache))
   assert "encoder" not in cache

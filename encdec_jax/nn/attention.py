@@ -55,14 +55,17 @@ class MultiHeadAttention(nn.Module):
 
   def attend(self, q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS, *,
              deterministic: bool, bias_1xHxTxS=None,
-             return_weights: bool = False) -> jax.Array:
+             return_weights: bool = False,
+             heads_major: bool = False) -> jax.Array:
     """Attention of projected queries over projected keys/values -> BxTxD.
     bias_1xHxTxS (float32, e.g. relative positions) is added to the logits
     before masking. return_weights: (BxTxD, the weights BxHxTxS before
-    dropout), for a copy head's pointer (nn/copy_head.py)."""
+    dropout), for a copy head's pointer (nn/copy_head.py). heads_major:
+    the keys/values are BxHxSxK (the decoding caches' layout)."""
+    kv = "bhsk" if heads_major else "bshk"
     if self.config.scale_attention:
       q_BxTxHxK = q_BxTxHxK * q_BxTxHxK.shape[-1] ** -0.5
-    logits_BxHxTxS = jnp.einsum("bthk,bshk->bhts", q_BxTxHxK, k_BxSxHxK)
+    logits_BxHxTxS = jnp.einsum(f"bthk,{kv}->bhts", q_BxTxHxK, k_BxSxHxK)
     # Softmax in float32: bfloat16 exponentials lose too much precision.
     logits_BxHxTxS = logits_BxHxTxS.astype(jnp.float32)
     if bias_1xHxTxS is not None:
@@ -77,7 +80,7 @@ class MultiHeadAttention(nn.Module):
     sown_BxHxTxS = weights_BxHxTxS
     weights_BxHxTxS = self.attention_dropout(
         weights_BxHxTxS, deterministic=deterministic)
-    out_BxTxHxK = jnp.einsum("bhts,bshk->bthk", weights_BxHxTxS, v_BxSxHxK)
+    out_BxTxHxK = jnp.einsum(f"bhts,{kv}->bthk", weights_BxHxTxS, v_BxSxHxK)
     if return_weights:
       return self.out(out_BxTxHxK), sown_BxHxTxS
     return self.out(out_BxTxHxK)
@@ -86,8 +89,11 @@ class MultiHeadAttention(nn.Module):
 class SelfAttention(MultiHeadAttention):
   """Self-attention; with decode=True, one query step against a KV cache.
 
-  Cache variables (collection `cache`): cached_key/cached_value BxLxHxK and
-  cache_index (next position to write). The init call with decode=True sees the
+  Cache variables (collection `cache`): cached_key/cached_value BxHxLxK and
+  cache_index (next position to write). Heads before positions: each step's
+  attention reads the cache as a batch of HxLxK matrices, so the loop never
+  transposes it (a BxLxHxK cache was transposed, twice per layer, each
+  step). The init call with decode=True sees the
   full-length input and so creates a cache of that length.
 
   relative_table_NxH (the stack's T5 relative position table, or None) adds
@@ -106,16 +112,19 @@ class SelfAttention(MultiHeadAttention):
     v_BxTxHxK = self.value(x_BxTxD)
     length = x_BxTxD.shape[1]
     query_pos_T = key_pos_S = jnp.arange(length)
+    heads_major = False
     if decode:
       is_initialized = self.has_variable("cache", "cached_key")
+      batch, _, heads, head_dim = k_BxTxHxK.shape
+      cache_shape = (batch, heads, length, head_dim)
       cached_key = self.variable("cache", "cached_key", jnp.zeros,
-                                 k_BxTxHxK.shape, k_BxTxHxK.dtype)
+                                 cache_shape, k_BxTxHxK.dtype)
       cached_value = self.variable("cache", "cached_value", jnp.zeros,
-                                   v_BxTxHxK.shape, v_BxTxHxK.dtype)
+                                   cache_shape, v_BxTxHxK.dtype)
       cache_index = self.variable("cache", "cache_index",
                                   lambda: jnp.array(0, jnp.int32))
       if is_initialized:  # Not the shape-creating init call: one real step.
-        batch, max_len, heads, head_dim = cached_key.value.shape
+        batch, heads, max_len, head_dim = cached_key.value.shape
         if (q_BxTxHxK.shape[0] != batch or q_BxTxHxK.shape[2:] !=
             (heads, head_dim) or not 1 <= length <= max_len):
           raise ValueError(f"decode=True expects Bx1 (or a few steps, Bxk) "
@@ -125,12 +134,15 @@ class SelfAttention(MultiHeadAttention):
         # written at cache_index..+k-1. Entries past the index are never
         # attended to, so rolling back is resetting the index.
         index = cache_index.value
-        k_BxTxHxK = lax.dynamic_update_slice(
-            cached_key.value, k_BxTxHxK, (0, index, 0, 0))
-        v_BxTxHxK = lax.dynamic_update_slice(
-            cached_value.value, v_BxTxHxK, (0, index, 0, 0))
-        cached_key.value = k_BxTxHxK
-        cached_value.value = v_BxTxHxK
+        k_BxHxLxK = lax.dynamic_update_slice(
+            cached_key.value, k_BxTxHxK.transpose(0, 2, 1, 3),
+            (0, 0, index, 0))
+        v_BxHxLxK = lax.dynamic_update_slice(
+            cached_value.value, v_BxTxHxK.transpose(0, 2, 1, 3),
+            (0, 0, index, 0))
+        cached_key.value, k_BxTxHxK = k_BxHxLxK, k_BxHxLxK
+        cached_value.value, v_BxTxHxK = v_BxHxLxK, v_BxHxLxK
+        heads_major = True
         cache_index.value = index + length
         # Query index + t sees the cache up to and including itself.
         query_pos_T, key_pos_S = index + jnp.arange(length), jnp.arange(max_len)
@@ -144,15 +156,17 @@ class SelfAttention(MultiHeadAttention):
           bidirectional=self.bidirectional,
           max_distance=self.config.relative_position_max_distance)
     return self.attend(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask_Bx1xTxT,
-                       deterministic=deterministic, bias_1xHxTxS=bias_1xHxTxS)
+                       deterministic=deterministic, bias_1xHxTxS=bias_1xHxTxS,
+                       heads_major=heads_major)
 
 
 class CrossAttention(MultiHeadAttention):
   """Attention of decoder queries over encoder outputs (memory).
 
   With decode=True the projected memory keys/values are computed on the first
-  step only and kept in the `cache` collection (cached_key/cached_value BxSxHxK,
-  is_filled), since the memory is the same for every step. A cache entry
+  step only and kept in the `cache` collection (cached_key/cached_value BxHxSxK,
+  heads first as in SelfAttention, and is_filled), since the memory is the
+  same for every step. A cache entry
   without is_filled (decoding/cross_cache.py) holds them computed before the
   decoding loop, one row per source, shared by that source's beams.
   """
@@ -169,16 +183,19 @@ class CrossAttention(MultiHeadAttention):
                                       deterministic=deterministic,
                                       return_weights=return_weights)
     if decode and self.has_variable("cache", "cached_key"):
-      k_BxSxHxK, v_BxSxHxK = self._cached_memory_projections(memory_BxSxD)
-    else:
-      k_BxSxHxK = self.key(memory_BxSxD)
-      v_BxSxHxK = self.value(memory_BxSxD)
-      if decode:  # Shape-creating init call: declare the cache.
-        self.variable("cache", "cached_key", jnp.zeros, k_BxSxHxK.shape,
-                      k_BxSxHxK.dtype)
-        self.variable("cache", "cached_value", jnp.zeros, v_BxSxHxK.shape,
-                      v_BxSxHxK.dtype)
-        self.variable("cache", "is_filled", lambda: jnp.array(False))
+      k_BxHxSxK, v_BxHxSxK = self._cached_memory_projections(memory_BxSxD)
+      return self.attend(q_BxTxHxK, k_BxHxSxK, v_BxHxSxK, mask_Bx1xTxS,
+                         deterministic=deterministic,
+                         return_weights=return_weights, heads_major=True)
+    k_BxSxHxK = self.key(memory_BxSxD)
+    v_BxSxHxK = self.value(memory_BxSxD)
+    if decode:  # Shape-creating init call: declare the cache.
+      batch, source, heads, head_dim = k_BxSxHxK.shape
+      shape = (batch, heads, source, head_dim)
+      self.variable("cache", "cached_key", jnp.zeros, shape, k_BxSxHxK.dtype)
+      self.variable("cache", "cached_value", jnp.zeros, shape,
+                    v_BxSxHxK.dtype)
+      self.variable("cache", "is_filled", lambda: jnp.array(False))
     return self.attend(q_BxTxHxK, k_BxSxHxK, v_BxSxHxK, mask_Bx1xTxS,
                        deterministic=deterministic,
                        return_weights=return_weights)
@@ -189,12 +206,12 @@ class CrossAttention(MultiHeadAttention):
     (decoding/cross_cache.py: a cache entry without is_filled), at one row
     per source: the R = B/b query rows of a source (its beams) attend to
     them together, as R*T queries, so they are never copied or gathered."""
-    k_bxSxHxK = self.get_variable("cache", "cached_key")
-    v_bxSxHxK = self.get_variable("cache", "cached_value")
+    k_bxHxSxK = self.get_variable("cache", "cached_key")
+    v_bxHxSxK = self.get_variable("cache", "cached_value")
     batch, length = q_BxTxHxK.shape[:2]
-    rows = batch // k_bxSxHxK.shape[0]
-    if rows * k_bxSxHxK.shape[0] != batch:
-      raise ValueError(f"{batch} query rows for {k_bxSxHxK.shape[0]} rows of "
+    rows = batch // k_bxHxSxK.shape[0]
+    if rows * k_bxHxSxK.shape[0] != batch:
+      raise ValueError(f"{batch} query rows for {k_bxHxSxK.shape[0]} rows of "
                        "precomputed memory keys.")
     q_bxRTxHxK = q_BxTxHxK.reshape((batch // rows, rows * length)
                                    + q_BxTxHxK.shape[2:])
@@ -203,9 +220,9 @@ class CrossAttention(MultiHeadAttention):
         mask_Bx1xTxS = mask_Bx1xTxS[::rows]
       if mask_Bx1xTxS.shape[2] != 1:
         mask_Bx1xTxS = jnp.tile(mask_Bx1xTxS, (1, 1, rows, 1))
-    out = self.attend(q_bxRTxHxK, k_bxSxHxK, v_bxSxHxK, mask_Bx1xTxS,
+    out = self.attend(q_bxRTxHxK, k_bxHxSxK, v_bxHxSxK, mask_Bx1xTxS,
                       deterministic=deterministic,
-                      return_weights=return_weights)
+                      return_weights=return_weights, heads_major=True)
     unfold = lambda x_bxRTxD: x_bxRTxD.reshape(
         (batch, length) + x_bxRTxD.shape[2:])
     if not return_weights:
@@ -222,12 +239,14 @@ class CrossAttention(MultiHeadAttention):
     is_filled = self.variable("cache", "is_filled")
     cached = (cached_key.value, cached_value.value)
     # nn.cond (not lax.cond) so the projections may read this module's params.
-    k_BxSxHxK, v_BxSxHxK = nn.cond(
+    heads_major = lambda x_BxSxHxK: x_BxSxHxK.transpose(0, 2, 1, 3)
+    k_BxHxSxK, v_BxHxSxK = nn.cond(
         is_filled.value,
         lambda module, memory: cached,
-        lambda module, memory: (module.key(memory), module.value(memory)),
+        lambda module, memory: (heads_major(module.key(memory)),
+                                heads_major(module.value(memory))),
         self, memory_BxSxD)
-    cached_key.value = k_BxSxHxK
-    cached_value.value = v_BxSxHxK
+    cached_key.value = k_BxHxSxK
+    cached_value.value = v_BxHxSxK
     is_filled.value = jnp.array(True)
-    return k_BxSxHxK, v_BxSxHxK
+    return k_BxHxSxK, v_BxHxSxK
