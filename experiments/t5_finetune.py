@@ -38,7 +38,7 @@ import ml_collections
 
 from experiments import number_translation
 
-ARMS = ("finetune", "frozen_encoder", "ulmfit", "tiny")
+ARMS = ("finetune", "frozen_encoder", "ulmfit", "tiny", "lora", "tiny_lora")
 
 
 def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
@@ -79,14 +79,22 @@ def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
   if arm in ("finetune", "tiny"):
     c.group_optim = ml_collections.ConfigDict(
         {"encoder": {"learning_rate": 1e-4}})
-  if arm == "tiny":
+  if arm in ("tiny", "tiny_lora"):
     c.update(max_source_length=32, max_target_length=16, max_decode_length=16,
              bucket_boundaries=(16, 32), batch_size=16, eval_batch_size=16,
              num_train_steps=30, learning_rate=3e-3, warmup_steps=5,
              log_every=5, eval_every=20, checkpoint_every=10,
              num_eval_examples=16, num_decode_examples=8)
-    c.group_optim.encoder.learning_rate = 1e-3
     c.model.update(dropout_rate=0.0, attention_dropout_rate=0.0)
+  if arm == "tiny":
+    c.group_optim.encoder.learning_rate = 1e-3
+  elif arm in ("lora", "tiny_lora"):
+    # LoRA adapters on config.lora.base, a workdir fine-tuned from init_from
+    # (0 steps: the imported model); init_from still gives the architecture,
+    # the tokenizer and the origin export_hf needs after --mode=merge_adapter.
+    c.lora.targets = (r"encoder/.*/attention/(query|value)",
+                      r"decoder/.*/(self|cross)_attention/(query|value)")
+    c.learning_rate = 1e-3 if arm == "lora" else 1e-2
   elif arm == "frozen_encoder":
     c.frozen_groups = ("encoder",)
   elif arm == "ulmfit":

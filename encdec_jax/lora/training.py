@@ -89,10 +89,6 @@ def add_meta(config, meta: dict, abstract_params) -> dict:
     return meta
   if callable(abstract_params):  # (only a LoRA run pays for the shapes)
     abstract_params = abstract_params()
-  if config.get("init_from"):
-    raise ValueError("config.lora with config.init_from is not supported yet: "
-                     "train (or import) the base into a workdir and name it "
-                     "in config.lora.base.")
   return dict(meta, lora=base_meta(config, abstract_params["base"]))
 
 

@@ -270,7 +270,9 @@ def _fresh_state(run: _Run):
   if run.config.get("init_encoder"):
     state = state.replace(params=experiment.load_encoder(run.exp,
                                                          state.params))
-  if run.config.get("init_from"):  # an imported model (pretrained/finetune)
+  # An imported model (pretrained/finetune); under LoRA, init_from gives the
+  # architecture, tokenizer and origin only: the base is config.lora.base's.
+  if run.config.get("init_from") and not lora_training.enabled(run.config):
     state = state.replace(params=finetune.initial_params(run.config,
                                                          state.params))
     mw.log(f"params from config.init_from={run.config.init_from}")
