@@ -29,6 +29,17 @@ finetune.py): the model block below holds only run-level fields. Arms
   tiny            finetune's groups for a smoke run of the tiny test model
                   (tests/data/hf_tiny/t5_v11): short texts, 30 steps, no
                   dropout (README "Pretrained encoder-decoders")
+  lora            LoRA (rank 8) on query/value of every attention, the base
+                  frozen; the base is config.lora.base, a workdir
+                  fine-tuned 0 steps from init_from (the imported model):
+    F="--config.init_from=pretrained/flan --config.text_files.train=..."
+    python -m encdec_jax.main --config=experiments/t5_finetune.py $F \
+        --config.num_train_steps=0 --workdir=runs/flan_base
+    python -m encdec_jax.main --config=experiments/t5_finetune.py:lora $F \
+        --config.lora.base=runs/flan_base --workdir=runs/flan_lora
+    ... the same + --mode=merge_adapter --output=runs/flan_merged
+    python -m encdec_jax.pretrained.export_hf runs/flan_merged exported/lora
+  tiny_lora       lora for the tiny test model (tests/test_lora_export_hf.py)
 
 T5 reads its inputs as text-to-text: put the task prefix ("summarize: ",
 "translate English to German: ") into your source column.
