@@ -32,8 +32,15 @@ copy_layer (-1) and copy_heads (1), so the remedies are overrides:
       --config.model.relative_position_buckets=32
   python -m encdec_jax.reports.copy --runs=runs/copy --out=docs/figures
 
-launch/copy_study.sh runs them all; results: experiments/README.md,
-"Copying unseen values".
+launch/copy_study.sh runs them all (README, "Copying values never seen in
+training", has the whole table). Result (2026-11-29, 2-core AMD EPYC CPU,
+float32, exact match in range / out of range, wall time):
+  transformer        99.75 / 80.45 %   5.4 min
+  transformer_copy   99.95 / 98.25 %   6.3 min
+  rnn                 2.20 /  1.75 %   1.9 min (resumed from step 500)
+  rnn_copy          100.00 / 100.00 %  3.2 min
+  en_de_copy         99.95 % test exact match on number_translation/en_de,
+                     5.4 min
 """
 
 import ml_collections
