@@ -55,10 +55,17 @@ def decode_loop(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
   return lax.while_loop(not_done, step, initial).tokens_BxT
 
 
+def argmax(logits_BxV: jax.Array) -> jax.Array:
+  """argmax over the last axis (ties: the lower index, as jnp.argmax) via
+  lax.top_k: XLA's CPU argmax, a variadic reduce, takes ~3x as long at
+  32x8000, 15 % of a greedy step of base-small."""
+  return lax.top_k(logits_BxV, 1)[1][..., 0]
+
+
 def greedy_decode(tokens_to_logits: TokensToLogits, cache: Any,
                   batch_size: int, max_len: int, eos_id: int,
                   start_id: int = PAD_ID) -> jax.Array:
   """Argmax decoding -> tokens_BxT (see decode_loop for the output format)."""
-  argmax = lambda logits_BxV, step: jnp.argmax(logits_BxV, axis=-1)
   return decode_loop(tokens_to_logits, cache, batch_size, max_len, eos_id,
-                     argmax, start_id=start_id)
+                     lambda logits_BxV, step: argmax(logits_BxV),
+                     start_id=start_id)

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from encdec_jax.decoding.loop import PAD_ID, TokensToLogits, decode_loop
+from encdec_jax.decoding.loop import (PAD_ID, TokensToLogits, argmax,
+                                     decode_loop)
 
 
 def check_sampling_args(temperature: float, top_k: int, top_p: float) -> None:
@@ -63,7 +64,7 @@ def sample_decode(tokens_to_logits: TokensToLogits, cache: Any,
 
   def choose_next(logits_BxV, step):
     if temperature == 0:
-      return jnp.argmax(logits_BxV, axis=-1)
+      return argmax(logits_BxV)
     logits_BxV = filter_logits(logits_BxV.astype(jnp.float32) / temperature,
                                top_k=top_k, top_p=top_p)
     return jax.random.categorical(jax.random.fold_in(rng, step), logits_BxV,

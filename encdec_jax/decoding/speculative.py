@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from encdec_jax.decoding.loop import PAD_ID
+from encdec_jax.decoding.loop import PAD_ID, argmax
 from encdec_jax.decoding.sampling import check_sampling_args, filter_logits
 
 _INDEXED_LEAVES = {"cached_key", "cached_value", "cache_index", "is_filled"}
@@ -182,7 +182,7 @@ def speculative_decode(target: CachedStep, target_cache: Any,
 
   def choose(logits_BxV, key):
     if greedy:
-      return jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+      return argmax(logits_BxV).astype(jnp.int32)
     return jax.random.categorical(
         key, jnp.log(probs(logits_BxV)), axis=-1).astype(jnp.int32)
 
@@ -229,7 +229,7 @@ def speculative_decode(target: CachedStep, target_cache: Any,
     logits_BxK1xV, keep_target = _feed(target, fed_BxK1,
                                        state.target_cache, n)
     if greedy:
-      g_BxK1 = jnp.argmax(logits_BxK1xV, axis=-1).astype(jnp.int32)
+      g_BxK1 = argmax(logits_BxK1xV).astype(jnp.int32)
       accept_BxK = d_BxK == g_BxK1[:, :k]
     else:
       p_BxK1xV = probs(logits_BxK1xV.reshape(-1, logits_BxK1xV.shape[-1])
