@@ -210,6 +210,26 @@ def test_make_source_number_translation_prepares_first(tiny_dir, monkeypatch):
   assert len(source) == 40 and isinstance(source[0]['target'], str)
 
 
+def test_make_source_reads_a_generated_pair_the_other_way_round(
+    tiny_dir, monkeypatch):
+  # source_lang/target_lang naming the builder config's languages reversed
+  # read target as source (de -> en from number_translation/en_de).
+  monkeypatch.setattr(nt.NumberTranslation, 'builder_configs',
+                      {TINY.name: TINY})
+  monkeypatch.setattr(nt, 'prepare', lambda *args: None)
+
+  def first(source_lang, target_lang):
+    config = ml_collections.ConfigDict({
+        'dataset': f'number_translation/{TINY.name}',
+        'data_dir': str(tiny_dir), 'source_lang': source_lang,
+        'target_lang': target_lang})
+    return sources.make_source(config, 'validation')[0]
+
+  en_de, de_en = first('en', 'de'), first('de', 'en')
+  assert ' ' in en_de['source'] and ' ' not in en_de['target']  # German: 1 word
+  assert de_en == {'source': en_de['target'], 'target': en_de['source']}
+
+
 @pytest.mark.parametrize('name', ['wmt14_translate/de-en',
                                   'wmt17_translate/de-en'])
 def test_make_source_wmt_with_mock_data(name):

@@ -206,11 +206,29 @@ def text_file_source(path: str | os.PathLike,
   return _ListPairs(sources, targets, path)
 
 
+def _generated_keys(dataset: str, config) -> tuple[str, str]:
+  """The features of number_translation/<cfg> to read as source and
+  target: ('source', 'target'), or ('target', 'source') when
+  config.source_lang/target_lang name its languages the other way round
+  (number_translation/en_de with source_lang='de', target_lang='en')."""
+  name, _, config_name = dataset.partition('/')
+  builder_config = (number_translation.NumberTranslation.builder_configs.get(
+      config_name) if name == number_translation.NumberTranslation.name
+                    else None)
+  if builder_config is not None and (
+      config.get('source_lang'), config.get('target_lang')) == (
+          builder_config.target_lang, builder_config.source_lang):
+    return 'target', 'source'
+  return 'source', 'target'
+
+
 def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
   """The source for `split` ('train', 'validation', 'test') of `config`.
 
   Reads `config.dataset`:
-    'number_translation/<cfg>': generated into `config.data_dir` on first use.
+    'number_translation/<cfg>': generated into `config.data_dir` on first use;
+      read the other way round when source_lang/target_lang name its
+      languages reversed (de -> en from number_translation/en_de).
     'command_calls/<cfg>': likewise (test values outside training's; see
       data/command_calls.py).
     '<tfds name>', e.g. 'wmt14_translate/de-en' or 'wmt17_translate/de-en':
@@ -233,6 +251,7 @@ def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
   if dataset.split('/')[0] in generated:
     generated[dataset.split('/')[0]].prepare(dataset.partition('/')[2] or None,
                                              config.data_dir)
-    return tfds_source(dataset, split, config.data_dir)
+    return tfds_source(dataset, split, config.data_dir,
+                       *_generated_keys(dataset, config))
   return tfds_source(dataset, split, config.data_dir,
                      config.source_lang, config.target_lang)

@@ -1,6 +1,6 @@
 r"""Table and plot of the LoRA experiment (launch/lora_study.sh).
 
-  python -m encdec_jax.reports.lora --runs=runs/lora_en_fr [--out=DIR]
+  python -m encdec_jax.reports.lora --runs=runs/lora_de_en [--out=DIR]
 
 Reads every finished `<arm>_seed<seed>` workdir under --runs: its test exact
 match (results.json; validation where the run had no test pass) and its
@@ -76,7 +76,7 @@ def plot(found: dict, path: str) -> None:
               **{a: v for a, v in series.items() if not a.startswith("lora")}}
   common.line_plot(path, series, xlabel="trainable parameters",
                    ylabel="exact match (%)",
-                   title="en→de model adapted to en→fr numbers",
+                   title="en→de model adapted to de→en numbers",
                    log_base=10)
 
 
