@@ -20,14 +20,25 @@ peak_rss_mb, threads) plus:
 Random weights by default, as the peers: a self-speculative draft of a
 random model agrees with it by chance only, so acceptance (and speedup) on
 random weights says little; --params=PATH.msgpack (flax serialization of a
-base-small param tree, e.g. a trained model's) measures a real one. The
-speculative output is checked against greedy's (token for token) before
-timing.
+base-small param tree, e.g. a trained model's) measures a real one.
+--workdir=runs/en_de measures a trained run instead of base-small: its
+model and latest params, the first 32 sources of its test split, its
+max_decode_length and its real EOS (a batch stops when every row has
+ended, for greedy as for speculative), tokens counted up to each row's
+EOS; only the speculative units:
+
+  python -m encdec_jax.bench.decode_latency --workdir=runs/en_de \
+      --units=latency_speculative,decode_speculative --draft=self:1
+
+The speculative output is checked against greedy's (token for token)
+before timing.
 """
+import dataclasses
 import os
 import resource
 import statistics
 import time
+from typing import Any
 
 from absl import app, flags
 import flax.serialization
@@ -36,11 +47,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from encdec_jax.bench import base_small, timing
+from encdec_jax.data import pipeline, sources
+from encdec_jax.decoding.loop import PAD_ID
 from encdec_jax.decoding import speculative as spec
 from encdec_jax.decoding.config import make_decode_fn
 from encdec_jax.models import registry
 from encdec_jax.models.contract import init_cache
-from encdec_jax.train import experiment
+from encdec_jax.train import experiment, inference
 
 UNITS = ("latency_greedy", "latency_beam4", "latency_sample",
          "latency_speculative", "decode_speculative")
@@ -52,12 +65,25 @@ flags.DEFINE_integer("lat_steps", 10, "Timed runs per latency figure.")
 flags.DEFINE_integer("batch_steps", 5, "Timed runs at batch 32.")
 flags.DEFINE_integer("warmup", 2, "Untimed runs after compiling.")
 flags.DEFINE_string("params", "", "Optional msgpack of trained params.")
+flags.DEFINE_string("workdir", "", "A trained run to measure instead of "
+                    "base-small (speculative units only).")
 flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
 FLAGS = flags.FLAGS
 NEVER = -1  # an EOS id no token equals: every run decodes the full length
 
 
-def _setup(params_path: str = ""):
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  config: Any
+  model: Any
+  params: Any
+  inputs_BxS: jax.Array  # base_small.BATCH rows
+  max_len: int  # new tokens per row at most
+  eos: int  # NEVER: every row decodes max_len tokens
+  name: str  # the "config" field of the JSON lines
+
+
+def _setup(params_path: str = "") -> Setup:
   config = base_small.config(dropout_rate=0.0, attention_dropout_rate=0.0)
   model = registry.build_model(config.model, base_small.VOCAB)
   params = jax.jit(lambda r: experiment.init_params(model, r, config))(
@@ -65,17 +91,32 @@ def _setup(params_path: str = ""):
   if params_path:
     with open(params_path, "rb") as f:
       params = flax.serialization.from_bytes(params, f.read())
-  return config, model, params
+  return Setup(config, model, params,
+               jnp.asarray(base_small.batches()[0]["inputs"]),
+               base_small.TGT_LEN, NEVER, "base-small")
 
 
-def _decode_fn(model, config, decode: dict, max_len: int):
+def _workdir_setup(workdir: str) -> Setup:
+  """A trained run: its model, params, test sources and EOS."""
+  config = experiment.load_config(workdir)
+  exp, params, _ = inference.restore_latest(config, workdir)
+  test = sources.make_source(config, "test")
+  first = [test[i] for i in range(base_small.BATCH)]
+  batch = next(iter(pipeline.eval_batches(first, exp.tokenizer, config,
+                                          base_small.BATCH)))
+  return Setup(config, exp.model, params, jnp.asarray(batch["inputs"]),
+               config.max_decode_length, exp.tokenizer.eos_id,
+               os.path.basename(os.path.normpath(workdir)))
+
+
+def _decode_fn(model, config, decode: dict, max_len: int, eos: int = NEVER):
   c = config.copy_and_resolve_references()
   c.decode = decode
   c.max_decode_length = max_len
-  return make_decode_fn(model, c, NEVER)
+  return make_decode_fn(model, c, eos)
 
 
-def _spec_stats_fn(model, max_len, k, draft_layers):
+def _spec_stats_fn(model, max_len, k, draft_layers, eos: int = NEVER):
   @jax.jit
   def run(params, inputs_BxS):
     batch, source_len = inputs_BxS.shape
@@ -86,7 +127,7 @@ def _spec_stats_fn(model, max_len, k, draft_layers):
     return spec.speculative_decode(
         spec.make_cached_step(model, params, encoded, cache), cache,
         spec.make_cached_step(draft, draft_params, encoded, dcache), dcache,
-        batch, max_len, NEVER, k)
+        batch, max_len, eos, k)
   return run
 
 
@@ -116,7 +157,7 @@ def _decode_settings(unit: str, k: int, draft: str) -> dict:
           }[algo]
 
 
-def _line(unit, times, warm_s, tokens, **extra):
+def _line(unit, times, warm_s, tokens, config_name="base-small", **extra):
   median = statistics.median(times)
   return dict({
       "peer": "encdec_jax", "unit": unit,
@@ -127,49 +168,52 @@ def _line(unit, times, warm_s, tokens, **extra):
       "compile_or_warmup_s": round(warm_s, 3),
       "peak_rss_mb": round(
           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-      "threads": os.cpu_count(), "config": "base-small",
+      "threads": os.cpu_count(), "config": config_name,
       "jax": jax.__version__}, **extra)
 
 
-def measure(unit: str, setup, k: int = 4, draft: str = "self:1",
+def measure(unit: str, setup: Setup, k: int = 4, draft: str = "self:1",
             lat_steps: int = 10, batch_steps: int = 5,
             warmup: int = 2) -> dict:
-  config, model, params = setup
-  new = base_small.TGT_LEN
+  config, model, params = setup.config, setup.model, setup.params
+  new, eos = setup.max_len, setup.eos
   draft_layers = int(draft.split(":")[1]) if ":" in draft else max(
       1, model.config.num_decoder_layers // 2)
   rng = jax.random.key(0)
-  inputs = jnp.asarray(base_small.batches()[0]["inputs"])
   if unit == "decode_speculative" or unit == "latency_speculative":
     batch = 1 if unit.startswith("latency") else base_small.BATCH
-    x = inputs[:batch]
+    x = setup.inputs_BxS[:batch]
     steps = lat_steps if batch == 1 else batch_steps
-    greedy = _decode_fn(model, config, dict(algorithm="greedy"), new)
+    greedy = _decode_fn(model, config, dict(algorithm="greedy"), new, eos)
     spec_fn = _decode_fn(model, config, _decode_settings(
-        "x_speculative", k, draft), new)
+        "x_speculative", k, draft), new, eos)
     want = np.asarray(greedy(params, x, rng))
     got = np.asarray(spec_fn(params, x, rng))
     if not (want == got).all():
       raise AssertionError("speculative output differs from greedy's")
-    _, st = _spec_stats_fn(model, new, k, draft_layers)(params, x)
+    # Output tokens: up to and including each row's EOS (pad after it).
+    tokens = batch * new if eos == NEVER else int((want != PAD_ID).sum())
+    _, st = _spec_stats_fn(model, new, k, draft_layers, eos)(params, x)
     g_times, _ = _time(greedy, (params, x, rng), steps, warmup)
     times, warm_s = _time(spec_fn, (params, x, rng), steps, warmup)
     extra = dict(
         batch=batch, k=k, draft=draft,
         acceptance=round(float(st["acceptance"]), 3),
         tokens_per_round=round(float(st["tokens_per_round"]), 3),
-        greedy_tokens_per_s=round(batch * new / statistics.median(g_times),
-                                  2),
+        greedy_tokens_per_s=round(tokens / statistics.median(g_times), 2),
         speedup_vs_greedy=round(statistics.median(g_times) /
                                 statistics.median(times), 3))
-    if batch == 1:
+    if batch == 1 and eos == NEVER:  # (a trained run's rows end early)
       one = _decode_fn(model, config, _decode_settings(
-          "x_speculative", k, draft), 1)
+          "x_speculative", k, draft), 1, eos)
       t1, _ = _time(one, (params, x, rng), steps, warmup)
-      extra.update(_latency(t1, times, new))
-    return _line(unit, times, warm_s, batch * new, **extra)
+      extra.update(_latency(t1, times, tokens))
+    return _line(unit, times, warm_s, tokens, setup.name, **extra)
+  if eos != NEVER:
+    raise app.UsageError(f"{unit}: --workdir measures the speculative units "
+                         "only (latency_speculative, decode_speculative).")
   # latency_{greedy,beam4,sample}: batch 1
-  x = inputs[:1]
+  x = setup.inputs_BxS[:1]
   settings = _decode_settings(unit, k, draft)
   full = _decode_fn(model, config, settings, new)
   one = _decode_fn(model, config, settings, 1)
@@ -190,7 +234,8 @@ def main(argv):
   unknown = set(FLAGS.units) - set(UNITS)
   if unknown:
     raise app.UsageError(f"unknown units {sorted(unknown)}; use {UNITS}")
-  setup = _setup(FLAGS.params)
+  setup = (_workdir_setup(FLAGS.workdir) if FLAGS.workdir
+           else _setup(FLAGS.params))
   for unit in FLAGS.units:
     timing.emit(measure(unit, setup, FLAGS.k, FLAGS.draft, FLAGS.lat_steps,
                         FLAGS.batch_steps, FLAGS.warmup), FLAGS.out)
