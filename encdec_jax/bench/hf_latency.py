@@ -26,8 +26,11 @@ import time
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--peers_dir", default="../shared/bench/peers")
+  # latency_assisted (HF assisted generation, a 1-layer draft) stops with
+  # an IndexError in the draft's position table on this BART config with
+  # transformers 5.23 (2026-11-29), so it is not run by default.
   p.add_argument("--units", default="latency_greedy,latency_beam4,"
-                 "latency_sample,latency_assisted")
+                 "latency_sample")
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--threads", type=int, default=2)
