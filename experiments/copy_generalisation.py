@@ -33,7 +33,7 @@ copy_layer (-1) and copy_heads (1), so the remedies are overrides:
   python -m encdec_jax.reports.copy --runs=runs/copy --out=docs/figures
 
 launch/copy_study.sh runs them all (README, "Copying values never seen in
-training", has the whole table). Result (2026-11-29, 2-core AMD EPYC CPU,
+training", has the whole table). Result (2026-11-29, 2-core CPUs,
 float32, exact match in range / out of range, wall time):
   transformer        99.75 / 80.45 %   5.4 min
   transformer_copy   99.95 / 98.25 %   6.3 min

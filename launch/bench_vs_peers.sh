@@ -71,7 +71,7 @@ if [ -n "$VARLEN_PEERS" ]; then  # one line per varlen unit: packed
       --out="$OUT/encdec_jax.jsonl" --peak_gflops="$peak"
 fi
 if [ "$LATENCY" = 1 ]; then
-  # Batch-1 latency of HF generate (greedy, beam 4, sampling, assisted) and
+  # Batch-1 latency of HF generate (greedy, beam 4, sampling) and
   # ours (+ speculative at batch 1 and 32), one right after the other.
   "$PEERS_VENV/bin/python" "$PEERS_DIR/wait_quiet.py" --timeout 600 || true
   "$PEERS_VENV/bin/python" encdec_jax/bench/hf_latency.py \
