@@ -271,3 +271,32 @@ def test_embed_keeps_one_row_per_line_and_writes_whole_files(
   np.testing.assert_array_equal(np.load(out), vectors)
   assert not os.path.exists(f"{out}.tmp")
 
+
+
+def test_speculative_benchmark_of_a_trained_run(files, tmp_path):
+  # bench.decode_latency --workdir: the run's own model, params, test
+  # sources and EOS; tokens are counted up to each row's EOS (greedy's
+  # output, which speculative must equal), and units that assume full-length
+  # rows are refused. Two decoder layers: self:1 is a real draft.
+  from absl import app
+  from encdec_jax.bench import decode_latency
+  workdir = str(tmp_path / "run")
+  config = _config(files)
+  config.model.num_decoder_layers = 2
+  trainer.train_and_evaluate(config, workdir)
+  setup = decode_latency._workdir_setup(workdir)
+  rows = setup.inputs_BxS.shape[0]
+  assert setup.eos == 1 and setup.name == "run" and rows > 1
+  line = decode_latency.measure("decode_speculative", setup, k=2,
+                                draft="self:1", batch_steps=2, warmup=0)
+  greedy = decode_latency._decode_fn(setup.model, setup.config,
+                                     {"algorithm": "greedy"}, setup.max_len,
+                                     setup.eos)
+  tokens_BxT = np.asarray(greedy(setup.params, setup.inputs_BxS,
+                                 jax.random.key(0)))
+  real = int((tokens_BxT != 0).sum())
+  assert line["batch"] == rows
+  assert line["tokens_per_s"] == pytest.approx(
+      real / (line["step_ms_median"] / 1e3), rel=1e-2)
+  with pytest.raises(app.UsageError, match="speculative units only"):
+    decode_latency.measure("latency_greedy", setup)

@@ -77,7 +77,7 @@ class Setup:
   config: Any
   model: Any
   params: Any
-  inputs_BxS: jax.Array  # base_small.BATCH rows
+  inputs_BxS: jax.Array  # base_small.BATCH rows (a small test split: fewer)
   max_len: int  # new tokens per row at most
   eos: int  # NEVER: every row decodes max_len tokens
   name: str  # the "config" field of the JSON lines
@@ -101,9 +101,9 @@ def _workdir_setup(workdir: str) -> Setup:
   config = experiment.load_config(workdir)
   exp, params, _ = inference.restore_latest(config, workdir)
   test = sources.make_source(config, "test")
-  first = [test[i] for i in range(base_small.BATCH)]
+  first = [test[i] for i in range(min(base_small.BATCH, len(test)))]
   batch = next(iter(pipeline.eval_batches(first, exp.tokenizer, config,
-                                          base_small.BATCH)))
+                                          len(first))))
   return Setup(config, exp.model, params, jnp.asarray(batch["inputs"]),
                config.max_decode_length, exp.tokenizer.eos_id,
                os.path.basename(os.path.normpath(workdir)))
@@ -181,7 +181,7 @@ def measure(unit: str, setup: Setup, k: int = 4, draft: str = "self:1",
       1, model.config.num_decoder_layers // 2)
   rng = jax.random.key(0)
   if unit == "decode_speculative" or unit == "latency_speculative":
-    batch = 1 if unit.startswith("latency") else base_small.BATCH
+    batch = 1 if unit.startswith("latency") else setup.inputs_BxS.shape[0]
     x = setup.inputs_BxS[:batch]
     steps = lat_steps if batch == 1 else batch_steps
     greedy = _decode_fn(model, config, dict(algorithm="greedy"), new, eos)
