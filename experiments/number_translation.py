@@ -64,7 +64,13 @@ def get_config() -> ml_collections.ConfigDict:
       dtype="float32",
       # One nn.scan over each stack's layers (stacked params: another param
       # tree, see encdec_jax/nn/transformer.py); off by default.
-      scan_layers=False))
+      scan_layers=False,
+      # Pointer-generator copy head (nn/copy_head.py; README, "Copying values
+      # never seen in training"): --config.model.copy=true when outputs must
+      # reproduce source values that training does not cover. The pointer:
+      # decoder layer copy_layer's cross-attention, its first copy_heads
+      # heads (0: all).
+      copy=False, copy_layer=-1, copy_heads=1))
 
   # Optimization.
   c.learning_rate = 2e-3
