@@ -15,7 +15,7 @@ import pytest
 from encdec_jax import checkpoint
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.tasks import evaluation
-from encdec_jax.train import inference, trainer
+from encdec_jax.train import experiment, inference, trainer
 from experiments import tiny
 
 STEPS = 4
@@ -274,29 +274,42 @@ def test_embed_keeps_one_row_per_line_and_writes_whole_files(
 
 
 def test_speculative_benchmark_of_a_trained_run(files, tmp_path):
-  # bench.decode_latency --workdir: the run's own model, params, test
-  # sources and EOS; tokens are counted up to each row's EOS (greedy's
-  # output, which speculative must equal), and units that assume full-length
-  # rows are refused. Two decoder layers: self:1 is a real draft.
-  from absl import app
-  from encdec_jax.bench import decode_latency
-  workdir = str(tmp_path / "run")
+  # python -m encdec_jax.bench.decode_latency --workdir: the run's own model,
+  # params, test sources and EOS; tokens are counted up to each row's EOS
+  # (greedy's output, which speculative must equal), and units that assume
+  # full-length rows are refused. Two decoder layers: self:1 is a real
+  # draft. Run as a user runs it (its absl flags stay out of this process).
+  import subprocess
+  import sys
+  from encdec_jax.data import pipeline, sources
+  from encdec_jax.decoding.config import make_decode_fn
+  workdir, out = str(tmp_path / "run"), str(tmp_path / "bench.jsonl")
   config = _config(files)
   config.model.num_decoder_layers = 2
   trainer.train_and_evaluate(config, workdir)
-  setup = decode_latency._workdir_setup(workdir)
-  rows = setup.inputs_BxS.shape[0]
-  assert setup.eos == 1 and setup.name == "run" and rows > 1
-  line = decode_latency.measure("decode_speculative", setup, k=2,
-                                draft="self:1", batch_steps=2, warmup=0)
-  greedy = decode_latency._decode_fn(setup.model, setup.config,
-                                     {"algorithm": "greedy"}, setup.max_len,
-                                     setup.eos)
-  tokens_BxT = np.asarray(greedy(setup.params, setup.inputs_BxS,
-                                 jax.random.key(0)))
+  bench = [sys.executable, "-m", "encdec_jax.bench.decode_latency",
+           f"--workdir={workdir}", "--k=2", "--draft=self:1",
+           "--batch_steps=2", "--warmup=0", f"--out={out}"]
+  done = subprocess.run(bench + ["--units=decode_speculative"],
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  with open(out, encoding="utf-8") as f:
+    (line,) = [json.loads(row) for row in f]
+  # The same rows, decoded greedily here: the tokens the bench must count.
+  config = experiment.load_config(workdir)
+  exp, params, _ = inference.restore_latest(config, workdir)
+  config.decode = {"algorithm": "greedy"}
+  test = sources.make_source(config, "test")
+  rows = min(32, len(test))
+  batch = next(iter(pipeline.eval_batches([test[i] for i in range(rows)],
+                                          exp.tokenizer, config, rows)))
+  decode = make_decode_fn(exp.model, config, exp.tokenizer.eos_id)
+  tokens_BxT = np.asarray(decode(params, batch["inputs"], jax.random.key(0)))
   real = int((tokens_BxT != 0).sum())
-  assert line["batch"] == rows
+  assert line["batch"] == rows and line["config"] == "run"
   assert line["tokens_per_s"] == pytest.approx(
       real / (line["step_ms_median"] / 1e3), rel=1e-2)
-  with pytest.raises(app.UsageError, match="speculative units only"):
-    decode_latency.measure("latency_greedy", setup)
+  refused = subprocess.run(bench + ["--units=latency_greedy"],
+                           capture_output=True, text=True, timeout=300)
+  assert refused.returncode != 0
+  assert "speculative units only" in refused.stderr
