@@ -1,5 +1,6 @@
 """Test-wide settings: small compile times on a 2-core CPU, float32 matmuls."""
 import os
+import random
 
 # Must be set before JAX initialises. Most XLA optimisations only cost compile
 # time for the tiny models used in tests.
@@ -24,3 +25,27 @@ def small_text_files(tmp_path_factory):
     with open(files[split], "w", encoding="utf-8") as f:
       f.writelines(f"{n}\t{num2words(n)}\n" for n in numbers)
   return files
+
+
+COPY_WORDS = ("the quick brown fox jumps over lazy dog a small model is easy "
+              "to test and load house wonderful garden children play").split()
+
+
+def _write_copy_pairs(directory, num_train: int = 64) -> dict:
+  """'copy: w1 w2 w3 w4' -> 'w1 w2' TSV pairs, one file per split."""
+  rng = random.Random(0)
+  paths = {}
+  for split, n in (("train", num_train), ("validation", 8), ("test", 8)):
+    paths[split] = str(directory / f"{split}.tsv")
+    with open(paths[split], "w") as f:
+      for _ in range(n):
+        words = rng.sample(COPY_WORDS, 4)
+        f.write(f"copy: {' '.join(words)}\t{' '.join(words[:2])}\n")
+  return paths
+
+
+@pytest.fixture(scope="session")
+def write_copy_pairs():
+  """_write_copy_pairs(directory, num_train=64): the T5-style text-to-text
+  splits the pretrained fine-tuning tests train on."""
+  return _write_copy_pairs

@@ -10,7 +10,6 @@ HF_REFERENCE_PYTHON (the hf-reference extra's environment).
 
 import importlib.util
 import os
-import random
 import subprocess
 import sys
 
@@ -32,7 +31,6 @@ from encdec_jax.train import exports, inference, trainer  # noqa: E402
 from experiments import t5_finetune  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
-WORDS = "the quick brown fox jumps over lazy dog a small model is easy".split()
 TARGETS = (r"encoder/.*/attention/(query|value)",
            r"decoder/.*/(self|cross)_attention/(query|value)",
            r"decoder/.*/mlp/(intermediate|output)")
@@ -45,18 +43,6 @@ batch = {k: torch.tensor(v) for k, v in np.load(sys.argv[2]).items()}
 with torch.no_grad():
   np.save(sys.argv[3], model(**batch).logits.numpy())
 """
-
-
-def _write_tsv(directory) -> dict:
-  rng = random.Random(0)
-  paths = {}
-  for split, n in (("train", 32), ("validation", 8), ("test", 8)):
-    paths[split] = str(directory / f"{split}.tsv")
-    with open(paths[split], "w") as f:
-      for _ in range(n):
-        words = rng.sample(WORDS, 4)
-        f.write(f"copy: {' '.join(words)}\t{' '.join(words[:2])}\n")
-  return paths
 
 
 def _config(pretrained: str, files: dict, steps: int, base: str = ""):
@@ -80,13 +66,13 @@ def _logits(model, params, batch):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, write_copy_pairs):
   """import -> base (0 steps) -> LoRA (4 steps) -> merged -> exported."""
   tmp = tmp_path_factory.mktemp("lora_hf")
   paths = {name: str(tmp / name)
            for name in ("pre", "base", "lora", "merged", "exported")}
   import_hf.import_hf(os.path.join(DATA, "t5_v11"), paths["pre"])
-  files = _write_tsv(tmp)
+  files = write_copy_pairs(tmp, num_train=32)
   trainer.train_and_evaluate(_config(paths["pre"], files, 0), paths["base"])
   lora_config = _config(paths["pre"], files, 4, base=paths["base"])
   trainer.train_and_evaluate(lora_config, paths["lora"])

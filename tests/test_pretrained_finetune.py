@@ -9,7 +9,6 @@ the suite (torch): tests/data/hf_tiny/check_export.py, see the README.
 
 import json
 import os
-import random
 
 import jax.numpy as jnp
 import numpy as np
@@ -31,23 +30,6 @@ from encdec_jax.train import inference, param_groups, trainer  # noqa: E402
 from experiments import t5_finetune  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
-WORDS = ("the quick brown fox jumps over lazy dog a small model is easy to "
-         "test and load house wonderful garden children play").split()
-
-
-def _write_tsv(directory) -> dict:
-  """'copy: w1 w2 w3 w4' -> 'w1 w2' pairs, one file per split."""
-  rng = random.Random(0)
-  paths = {}
-  for split, n in (("train", 64), ("validation", 8), ("test", 8)):
-    paths[split] = str(directory / f"{split}.tsv")
-    with open(paths[split], "w") as f:
-      for _ in range(n):
-        words = rng.sample(WORDS, 4)
-        f.write(f"copy: {' '.join(words)}\t{' '.join(words[:2])}\n")
-  return paths
-
-
 def _config(pretrained: str, files: dict, steps: int):
   config = t5_finetune.get_config()
   config.init_from = pretrained
@@ -69,10 +51,10 @@ def _train_losses(workdir: str) -> dict:
 
 
 @pytest.mark.slow  # suite time: the default run keeps a sibling test
-def test_fine_tune_checkpoint_resume_decode_export(tmp_path):
+def test_fine_tune_checkpoint_resume_decode_export(tmp_path, write_copy_pairs):
   pretrained = str(tmp_path / "pretrained")
   import_hf.import_hf(os.path.join(DATA, "t5_v11"), pretrained)
-  files = _write_tsv(tmp_path)
+  files = write_copy_pairs(tmp_path)
   workdir = str(tmp_path / "run")
 
   # Trains from the imported params, with T5's own tokenizer.
@@ -134,10 +116,11 @@ def test_fine_tune_checkpoint_resume_decode_export(tmp_path):
     np.testing.assert_array_equal(value, flat_tuned[key], err_msg=str(key))
 
 
-def test_init_from_refuses_what_the_trainer_cannot_fine_tune(tmp_path):
+def test_init_from_refuses_what_the_trainer_cannot_fine_tune(
+    tmp_path, write_copy_pairs):
   bart_dir = str(tmp_path / "bart")
   import_hf.import_hf(os.path.join(DATA, "bart"), bart_dir)
-  config = _config(bart_dir, _write_tsv(tmp_path), 2)
+  config = _config(bart_dir, write_copy_pairs(tmp_path), 2)
   with pytest.raises(ValueError, match="fine-tunes T5-family models only"):
     finetune.merge_model(config)
   t5_dir = str(tmp_path / "t5")
