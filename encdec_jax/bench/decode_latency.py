@@ -205,7 +205,7 @@ def measure(unit: str, setup: Setup, k: int = 4, draft: str = "self:1",
                                 statistics.median(times), 3))
     if batch == 1 and eos == NEVER:  # (a trained run's rows end early)
       one = _decode_fn(model, config, _decode_settings(
-          "x_speculative", k, draft), 1, eos)
+          "x_speculative", k, draft), 1)
       t1, _ = _time(one, (params, x, rng), steps, warmup)
       extra.update(_latency(t1, times, tokens))
     return _line(unit, times, warm_s, tokens, setup.name, **extra)

@@ -112,7 +112,9 @@ class SelfAttention(MultiHeadAttention):
     v_BxTxHxK = self.value(x_BxTxD)
     length = x_BxTxD.shape[1]
     query_pos_T = key_pos_S = jnp.arange(length)
-    heads_major = False
+    # What attention reads: these keys/values, or with a cache the whole
+    # cache, heads-major.
+    keys, values, heads_major = k_BxTxHxK, v_BxTxHxK, False
     if decode:
       is_initialized = self.has_variable("cache", "cached_key")
       batch, _, heads, head_dim = k_BxTxHxK.shape
@@ -134,15 +136,14 @@ class SelfAttention(MultiHeadAttention):
         # written at cache_index..+k-1. Entries past the index are never
         # attended to, so rolling back is resetting the index.
         index = cache_index.value
-        k_BxHxLxK = lax.dynamic_update_slice(
+        cached_key.value = lax.dynamic_update_slice(
             cached_key.value, k_BxTxHxK.transpose(0, 2, 1, 3),
             (0, 0, index, 0))
-        v_BxHxLxK = lax.dynamic_update_slice(
+        cached_value.value = lax.dynamic_update_slice(
             cached_value.value, v_BxTxHxK.transpose(0, 2, 1, 3),
             (0, 0, index, 0))
-        cached_key.value, k_BxTxHxK = k_BxHxLxK, k_BxHxLxK
-        cached_value.value, v_BxTxHxK = v_BxHxLxK, v_BxHxLxK
-        heads_major = True
+        keys, values, heads_major = (cached_key.value, cached_value.value,
+                                     True)
         cache_index.value = index + length
         # Query index + t sees the cache up to and including itself.
         query_pos_T, key_pos_S = index + jnp.arange(length), jnp.arange(max_len)
@@ -155,7 +156,7 @@ class SelfAttention(MultiHeadAttention):
           relative_table_NxH, query_pos_T, key_pos_S,
           bidirectional=self.bidirectional,
           max_distance=self.config.relative_position_max_distance)
-    return self.attend(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, mask_Bx1xTxT,
+    return self.attend(q_BxTxHxK, keys, values, mask_Bx1xTxT,
                        deterministic=deterministic, bias_1xHxTxS=bias_1xHxTxS,
                        heads_major=heads_major)
 
