@@ -1,5 +1,5 @@
 r"""Copying values the model never saw: commands -> canonical calls, with and
-without the pointer-generator copy head (issue 19).
+without the pointer-generator copy head.
 
   "remind me to call kesibi at 14:18 on thursday"
       -> "remind | who kesibi | time 14:18 | day thursday"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The copy study (issue 19, experiments/copy_generalisation.py): on commands
+# The copy study (experiments/copy_generalisation.py): on commands
 # whose test values never occur in training, the Transformer and the RNN with
 # and without the pointer-generator copy head, and the other remedies (more
 # dropout and label smoothing, relative positions, a byte tokenizer); then

@@ -1,5 +1,5 @@
 """Ctrl-C on the command line is one line and exit 130, in every mode
-(issue 17): --mode=eval, a second Ctrl-C in training (the first saves and
+tested here: --mode=eval, a second Ctrl-C in training (the first saves and
 exits 0: tests/test_kill_and_resume.py), --mode=decode (which says how many
 lines it kept: tests/test_inference.py).
 

@@ -1,5 +1,5 @@
 """What the README tells a new user to install gets them what it then tells
-them to run (issue 17: `tensorboard --logdir runs` with no TensorBoard)."""
+them to run (`tensorboard --logdir runs` with no TensorBoard)."""
 
 import os
 import re

@@ -1,5 +1,5 @@
 """Every config value is checked before anything is read or written, and
-files that would be ignored are refused (issue 17). Each of these used to
+files that would be ignored are refused. Each of these used to
 fail late (after config.json and checkpoints/ were written, or after
 training, at the first evaluation) or not at all."""
 

@@ -1,4 +1,4 @@
-"""Lines and pairs as a new user's files hold them (issue 17): line breaks
+"""Lines and pairs as a new user's files hold them: line breaks
 other than '\\n' inside a line, header rows, empty sources or targets,
 exports cut short, a tokenizer trained again."""
 

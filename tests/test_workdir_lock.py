@@ -1,4 +1,4 @@
-"""One training run per workdir (issue 17): a second run on a workdir in
+"""One training run per workdir: a second run on a workdir in
 use is refused, naming the run that holds it; a crashed run leaves no stale
 lock."""
 

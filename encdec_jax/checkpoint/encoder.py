@@ -124,7 +124,7 @@ def load_encoder(path: str, into: dict, *, expected_spec: dict,
     restored = traverse_util.flatten_dict(source.restore(
         abstract, ocp.checkpoint_utils.construct_restore_args(abstract)))
   # Orbax can restore fewer leaves than asked under partial restore without
-  # a word (orbax issue 2972): check the result, not only the request.
+  # a word (google/orbax#2972): check the result, not only the request.
   if spec_lib.model_tree(spec_lib.nest(restored)) != {k: model[k]
                                                       for k in wanted}:
     raise ValueError("orbax restored a different tree than requested from "

@@ -21,7 +21,7 @@ ENCODER_FIELDS = ("vocab_size", "emb_dim", "num_heads", "qkv_dim", "mlp_dim",
                   "num_token_types", "embedding_layernorm", "pre_layernorm",
                   "activation", "layernorm_epsilon", "use_bias",
                   "scale_embeddings", "param_dtype", "causal",
-                  # Added for pretrained encoder-decoders (issue 16); specs
+                  # Added for pretrained encoder-decoders; specs
                   # saved before them have their defaults.
                   "norm", "mlp_bias", "mlp_gated", "scale_attention",
                   "relative_position_buckets",

@@ -1,5 +1,5 @@
 r"""The copy study: exact match in range vs out of range, per model, and
-where the pointer looks (launch/copy_study.sh, issue 19).
+where the pointer looks (launch/copy_study.sh).
 
   python -m encdec_jax.reports.copy --runs=runs/copy [--out=docs/figures] \
       [--heatmaps=transformer_copy,transformer,rnn_copy] [--examples=3]
