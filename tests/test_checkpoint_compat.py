@@ -1,29 +1,47 @@
-"""A workdir saved by an earlier version of the code still resumes, evaluates
-and decodes: tests/data/old_checkpoint/workdir holds step 4 of a tiny run
-(written by tests/data/old_checkpoint/regenerate.py before the checkpoint
-package was reorganised)."""
+"""Workdirs saved by an earlier version of the code still resume, evaluate,
+decode and export (tests/data/old_checkpoint, README.md there):
+
+  workdir/        step 4 of a tiny run (regenerate.py, written before the
+                  checkpoint package was reorganised)
+  lora_base/, lora_run/, t5_import/, t5_finetuned/
+                  a LoRA run on its base, and a run fine-tuned from an
+                  imported Hugging Face model (config.init_from), step 4
+                  each, with what the code of their day decoded, evaluated
+                  and exported from them in expected.json
+                  (regenerate_lora_and_import.py)
+
+Every test works on a copy in tmp_path and passes the copies' paths in the
+config (config.lora.base, config.init_from), as a user who moved the
+directories would.
+"""
 
 import importlib.util
+import json
 import os
 import shutil
 
 import pytest
 
+from encdec_jax import exports
 from encdec_jax.train import inference, trainer
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
                        "old_checkpoint")
 
 
-def _load_fixture_module():
+def _load_fixture_module(name: str):
   spec = importlib.util.spec_from_file_location(
-      "old_checkpoint_regenerate", os.path.join(FIXTURE, "regenerate.py"))
+      f"old_checkpoint_{name}", os.path.join(FIXTURE, f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
 
 
-fixture = _load_fixture_module()
+fixture = _load_fixture_module("regenerate")
+saved = _load_fixture_module("regenerate_lora_and_import")
+with open(os.path.join(FIXTURE, saved.EXPECTED), encoding="utf-8") as _f:
+  EXPECTED = json.load(_f)
+LINES = EXPECTED["decode_lines"]
 
 
 @pytest.fixture
@@ -51,3 +69,171 @@ def test_an_old_checkpoint_evaluates_and_decodes(old_run):
   results = inference.evaluate_checkpoint(config, workdir)
   assert set(results) == {"validation", "test"}
   assert len(inference.decode_lines(config, workdir, ["12", "7"])) == 2
+
+
+# --- a LoRA run (adapter-only checkpoints) on its base ---
+
+
+def _copy_saved(tmp_path, *names) -> list[str]:
+  copies = [str(tmp_path / "moved" / name) for name in names]
+  for name, copy in zip(names, copies):
+    shutil.copytree(os.path.join(FIXTURE, name), copy)
+  return copies
+
+
+def _record_base_path(workdir: str, base: str) -> None:
+  """Puts `base` as meta["lora"]["base"] of the workdir's checkpoints, as
+  if the run had been trained on the base at this path (nothing else in
+  the checkpoint changes): the current code refuses a moved base, see
+  test_a_lora_run_whose_base_moved_resumes."""
+  root = os.path.join(workdir, "checkpoints")
+  for step in os.listdir(root):
+    path = os.path.join(root, step, "meta", "metadata")
+    with open(path, encoding="utf-8") as f:
+      meta = json.load(f)
+    meta["lora"]["base"] = os.path.abspath(base)
+    with open(path, "w", encoding="utf-8") as f:
+      json.dump(meta, f)
+
+
+@pytest.fixture
+def lora_run(tmp_path):
+  """(text files, LoRA workdir copy, base workdir copy) of the saved run."""
+  base, workdir = _copy_saved(tmp_path, saved.LORA_BASE, saved.LORA_RUN)
+  _record_base_path(workdir, base)
+  return saved.write_text_files(str(tmp_path)), workdir, base
+
+
+def _eval_losses(results: dict, expected: dict, rel: float = 1e-5) -> None:
+  assert saved.eval_losses(results) == pytest.approx(expected, rel=rel)
+
+
+def test_a_saved_lora_run_resumes_and_trains_on(lora_run, capsys):
+  files, workdir, base = lora_run
+  expected = EXPECTED[saved.LORA_RUN]
+  results = trainer.train_and_evaluate(
+      saved.lora_config(files, base, 2 * saved.STEP), workdir)
+  out = capsys.readouterr().out
+  assert f"resumed from {workdir}/checkpoints at step {saved.STEP}" in out
+  assert results["step"] == 2 * saved.STEP
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [
+      str(2 * saved.STEP)]  # keep_checkpoints=1
+  # The base's content hash is the one today's code gave it.
+  meta = saved.read_checkpoint_meta(workdir, 2 * saved.STEP)
+  assert meta["lora"]["base_hash"] == expected["base_hash"]
+
+
+def test_a_saved_lora_run_evaluates_and_decodes_as_when_saved(lora_run):
+  files, workdir, base = lora_run
+  expected = EXPECTED[saved.LORA_RUN]
+  config = saved.lora_config(files, base, saved.STEP)
+  _eval_losses(inference.evaluate_checkpoint(config, workdir),
+               expected["eval_loss"])
+  assert inference.decode_lines(config, workdir, LINES) == expected["decoded"]
+  assert expected["decoded"] != expected["base_decoded"]  # adapters applied
+
+
+def test_a_saved_lora_run_exports_its_adapter_and_merges(lora_run, tmp_path):
+  files, workdir, base = lora_run
+  expected = EXPECTED[saved.LORA_RUN]
+  config = saved.lora_config(files, base, saved.STEP)
+  # --mode=export_adapter: the checkpoint's adapters, bit for bit, which
+  # decode on the base (--config.lora.adapter) as the run does.
+  adapter = str(tmp_path / "adapter")
+  exports.export_adapter(config, workdir, adapter)
+  with open(os.path.join(adapter, "adapter.json"), encoding="utf-8") as f:
+    spec = json.load(f)
+  assert (spec["step"], spec["base_hash"], spec["targets"]) == (
+      saved.STEP, expected["base_hash"], list(saved.QV))
+  on_base = saved.lora_base_config(files, saved.STEP)
+  on_base.lora.adapter = adapter
+  _, params, step = inference.restore_latest(on_base, base)
+  assert step == saved.STEP
+  assert saved.tree_sha256(params["lora"]) == expected["adapter_sha256"]
+  assert inference.decode_lines(on_base, base, LINES) == expected["decoded"]
+  # --mode=merge_adapter: a plain workdir that decodes as the run does.
+  merged = str(tmp_path / "merged")
+  exports.merge_adapter(config, workdir, merged)
+  plain = saved.lora_base_config(files, saved.STEP)
+  assert inference.decode_lines(plain, merged, LINES) == expected["decoded"]
+  _eval_losses(inference.evaluate_checkpoint(plain, merged),
+               expected["eval_loss"], rel=1e-4)  # folded: float rounding
+
+
+class _MovedBaseRefused(Exception):
+  """The current code's refusal of a LoRA run whose base moved."""
+
+
+@pytest.mark.xfail(
+    strict=True, raises=_MovedBaseRefused,
+    reason="checkpoint.check_compatible compares meta['lora']['base'], an "
+    "absolute path, so a LoRA run whose base moved (same content hash) is "
+    "refused as 'written for a different experiment (lora.base: ...)' on "
+    "resume, eval, decode, export_adapter and merge_adapter; the base's "
+    "identity is its hash, which lora's check_base already compares. Once "
+    "fixed, this passes: drop the mark and _record_base_path.")
+def test_a_lora_run_whose_base_moved_resumes(tmp_path):
+  base, workdir = _copy_saved(tmp_path, saved.LORA_BASE, saved.LORA_RUN)
+  files = saved.write_text_files(str(tmp_path))
+  try:
+    _, _, step = inference.restore_latest(
+        saved.lora_config(files, base, saved.STEP), workdir)
+  except ValueError as e:
+    if "(lora.base: checkpoint " in str(e):
+      raise _MovedBaseRefused(str(e)) from e
+    raise
+  assert step == saved.STEP
+
+
+# --- a run fine-tuned from an imported Hugging Face model ---
+
+
+@pytest.fixture
+def finetuned_run(tmp_path):
+  """(text files, workdir copy, import_hf directory copy) of the saved
+  fine-tuning run."""
+  pytest.importorskip("safetensors", reason="needs the `pretrained` extra")
+  imported, workdir = _copy_saved(tmp_path, saved.T5_IMPORT,
+                                  saved.T5_FINETUNED)
+  return saved.write_text_files(str(tmp_path)), workdir, imported
+
+
+def test_a_saved_fine_tuned_run_resumes_and_trains_on(finetuned_run, capsys):
+  files, workdir, imported = finetuned_run
+  results = trainer.train_and_evaluate(
+      saved.finetune_config(files, imported, 2 * saved.STEP), workdir)
+  out = capsys.readouterr().out
+  assert f"resumed from {workdir}/checkpoints at step {saved.STEP}" in out
+  assert results["step"] == 2 * saved.STEP
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == [
+      str(2 * saved.STEP)]
+
+
+def test_a_saved_fine_tuned_run_evaluates_decodes_and_exports(
+    finetuned_run, tmp_path):
+  from flax import traverse_util
+  from safetensors.numpy import load_file
+
+  from encdec_jax.pretrained import export_hf, import_hf
+  files, workdir, imported = finetuned_run
+  expected = EXPECTED[saved.T5_FINETUNED]
+  config = saved.finetune_config(files, imported, saved.STEP)
+  _eval_losses(inference.evaluate_checkpoint(config, workdir),
+               expected["eval_loss"])
+  assert inference.decode_lines(config, workdir, LINES) == expected["decoded"]
+  # Exported to Hugging Face format: the tensors today's code exported.
+  out = str(tmp_path / "exported")
+  export_hf.export_hf(workdir, out)
+  tensors = load_file(os.path.join(out, "model.safetensors"))
+  assert {k: saved.sha256(v) for k, v in tensors.items()} == (
+      expected["export_sha256"])
+  # ... which are the checkpoint's params (read back by the importer), not
+  # the imported ones.
+  _, params, _ = inference.restore_latest(config, workdir)
+  tuned = traverse_util.flatten_dict(params)
+  again = traverse_util.flatten_dict(import_hf.convert(out)[2])
+  start = traverse_util.flatten_dict(import_hf.load(imported)[1])
+  assert again.keys() == tuned.keys() == start.keys()
+  for key, value in again.items():
+    assert saved.sha256(value) == saved.sha256(tuned[key]), key
+  assert any(saved.sha256(tuned[k]) != saved.sha256(start[k]) for k in start)
