@@ -119,8 +119,10 @@ def read_json(path: str) -> dict:
 
 
 def read_tensors(path: str) -> dict[str, np.ndarray]:
-  """model.safetensors as numpy (no torch)."""
-  try:
+  """One .safetensors file as numpy (no torch), in its stored dtypes. A model
+  directory's weights in any layout (shards, pytorch_model.bin) are
+  weight_files.read_weights."""
+  try:  # optional ('.[pretrained]'): only imports read weight files
     from safetensors.numpy import load_file
   except ImportError:
     raise tokenizer_lib.MissingPackageError(
@@ -128,24 +130,23 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
         "it with: pip install -e '.[pretrained]' (or pip install safetensors)"
     ) from None
   if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"{path} does not exist; the importer reads model.safetensors (a "
-        "pytorch_model.bin needs torch: convert it first, e.g. with "
-        "transformers' save_pretrained(safe_serialization=True))")
+    raise FileNotFoundError(f"{path} does not exist")
   return load_file(path)
 
 
 def write_tensors(path: str, tensors: dict[str, np.ndarray]) -> None:
-  from safetensors.numpy import save_file
+  from safetensors.numpy import save_file  # optional, as in read_tensors
   save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
             metadata={"format": "pt"})
 
 
 def import_params(tensors: dict[str, np.ndarray], table: list[Weight],
                   shapes: dict[str, tuple], *, family: str,
-                  ignored: Callable[[str], bool] = lambda name: False
+                  ignored: Callable[[str], bool] = lambda name: False,
+                  source: str = "model.safetensors", dtype=np.float32
                   ) -> dict:
-  """Our nested params (float32 numpy) from `tensors` by `table`.
+  """Our nested params (numpy, `dtype`; None keeps each tensor's) from
+  `tensors` by `table`. `source` names the weights in messages.
 
   `shapes` are our params' shapes (flat "a/b/c" paths, from the model's
   abstract init): each converted tensor must have its shape, and the table
@@ -156,29 +157,29 @@ def import_params(tensors: dict[str, np.ndarray], table: list[Weight],
   flat, used = {}, set()
   for w in table:
     if w.hf not in tensors:
-      raise PretrainedError(f"model.safetensors lacks {w.hf!r}, which a {family} "
-                         "model with this config.json has")
+      raise PretrainedError(f"{source} lacks {w.hf!r}, which a {family} "
+                            "model with this config.json has")
     used.add(w.hf)
-    value = np.ascontiguousarray(_to_ours(w, tensors[w.hf]), np.float32)
+    value = np.ascontiguousarray(_to_ours(w, tensors[w.hf]), dtype)
     if w.ours not in shapes:
       raise PretrainedError(f"{w.hf} maps to {w.ours}, which the model built "
                          "from config.json lacks")
     if value.shape != tuple(shapes[w.ours]):
       raise PretrainedError(
-          f"model.safetensors: {w.hf} {tuple(tensors[w.hf].shape)} gives "
+          f"{source}: {w.hf} {tuple(tensors[w.hf].shape)} gives "
           f"{value.shape} for {w.ours}, config.json implies "
           f"{tuple(shapes[w.ours])}")
     flat[w.ours] = value
   unknown = sorted(k for k in tensors if k not in used and not ignored(k))
   if unknown:
     more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-    raise PretrainedError(f"model.safetensors has a weight this {family} importer "
-                       f"does not know: {unknown[0]!r}{more}; nothing was "
-                       "imported")
+    raise PretrainedError(f"{source} has a weight this {family} importer "
+                          f"does not know: {unknown[0]!r}{more}; nothing was "
+                          "imported")
   missing = sorted(set(shapes) - set(flat))
   if missing:
-    raise PretrainedError(f"no tensor of model.safetensors maps to {missing[0]} "
-                       f"({len(missing)} params left)")
+    raise PretrainedError(f"no tensor of {source} maps to {missing[0]} "
+                          f"({len(missing)} params left)")
   return traverse_util.unflatten_dict({tuple(k.split("/")): v
                                        for k, v in flat.items()})
 

@@ -3,10 +3,15 @@ EncoderDecoder, without torch:
 
   python -m encdec_jax.pretrained.import_hf DIR OUT
 
-DIR is a Hugging Face model directory (config.json, model.safetensors and
-the tokenizer files: spiece.model for T5, tokenizer.json for BART,
+DIR is a Hugging Face model directory (config.json, the weights and the
+tokenizer files: spiece.model for T5, tokenizer.json for BART,
 source.spm + target.spm + vocab.json for Marian); the family comes from
-config.json's model_type. OUT (a new directory) gets
+config.json's model_type. The weights are read in any layout the Hub has
+(weight_files): model.safetensors, its shards (model.safetensors.index.json),
+pytorch_model.bin or its shards (pytorch_model.bin.index.json), preferring
+safetensors; a .bin is read without torch and never unpickled
+(torch_pickle), and float16 / bfloat16 weights import as float32. OUT (a
+new directory) gets
 
   pretrained.json     {"format", "family", "model": TransformerConfig fields,
                        "eos_id", "tokenizer": kind}
@@ -38,6 +43,7 @@ from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.pretrained import bart, marian, t5
 from encdec_jax.pretrained import hf as hf_lib
+from encdec_jax.pretrained import weight_files
 from encdec_jax.pretrained.hf import PretrainedError
 
 FORMAT = "encdec_jax.pretrained/1"
@@ -63,7 +69,7 @@ TOKENIZER_FILES = {  # kind -> files the tokenizer needs
 # DIR's files that go to OUT/hf/ (and back out with export_hf): configs,
 # tokenizer files, READMEs; never weights.
 HF_FILE_SUFFIXES = (".json", ".model", ".spm", ".txt", ".md")
-WEIGHTS = ("model.safetensors.index.json",)
+WEIGHTS = weight_files.INDEX_FILES  # indexes of weights: not copied to hf/
 
 
 def family_of(hf: dict):
@@ -114,21 +120,25 @@ def abstract_params(config: TransformerConfig) -> dict:
                                            ids_1x4))["params"]
 
 
-def convert(model_dir: str):
-  """(family module, config, params, eos_id) of a Hugging Face directory."""
+def convert(model_dir: str, dtype=np.float32):
+  """(family module, config, params, eos_id) of a Hugging Face directory.
+
+  Floating-point weights (float16, bfloat16, ...) become `dtype` (float32 by
+  default; None keeps the checkpoint's dtypes)."""
   config_path = os.path.join(model_dir, "config.json")
   if not os.path.isfile(config_path):
     raise FileNotFoundError(f"{model_dir} has no config.json: not a Hugging "
                             "Face model directory")
   hf = hf_lib.read_json(config_path)
   family = family_of(hf)
-  tensors = family_normalize(family, hf_lib.read_tensors(
-      os.path.join(model_dir, "model.safetensors")))
+  weights = weight_files.find_weights(model_dir)
+  tensors = family_normalize(family, weights.read(dtype))
   config = family.config_from_hf(hf, tensors)
   params = hf_lib.import_params(
       tensors, family.weight_table(config),
       hf_lib.flat_shapes(abstract_params(config)), family=family.NAME,
-      ignored=family.ignored(tensors, config))
+      ignored=family.ignored(tensors, config), source=weights.label,
+      dtype=dtype)
   return family, config, params, family.eos_id(hf)
 
 

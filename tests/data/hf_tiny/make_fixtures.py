@@ -424,6 +424,45 @@ def relative_buckets():
           max_distance=128).numpy().astype(np.int8) for b in (True, False)})
 
 
+def torch_bin_fixtures():
+  """torch_bin/: what torch.save itself writes, for test_weight_files (which
+  reads .bin files without torch): real.bin, a state dict (an OrderedDict
+  with _metadata, as save_pretrained(safe_serialization=False) writes) of
+  float32 / float16 / bfloat16 / int64 / bool tensors, a Parameter, a 0-d
+  tensor and views that share one storage (transposed, offset windows);
+  real.safetensors, the same tensors (copied apart) by safetensors.torch;
+  legacy.bin, a pre-1.6 (non-zip) file. torch.save writes a random
+  serialization_id into real.bin, so only this file's bytes change on a
+  rerun (its tensors do not)."""
+  import collections
+  out = os.path.join(HERE, "torch_bin")
+  os.makedirs(out, exist_ok=True)
+  gen = torch.Generator().manual_seed(20261207)
+  base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 8
+  half = torch.randn(4, 5, generator=gen).half()
+  bf16 = torch.randn(3, 7, generator=gen).bfloat16()
+  sd = collections.OrderedDict()
+  sd["linear.weight"] = torch.nn.Parameter(torch.randn(3, 4, generator=gen))
+  sd["linear.bias"] = torch.randn(3, generator=gen)
+  sd["half"] = half
+  sd["half.window"] = half[1:3, 1:]  # offset 6, strides (5, 1)
+  sd["bf16"] = bf16
+  sd["bf16.transposed"] = bf16[:, 2:].t()  # offset 2, strides (1, 7)
+  sd["base.transposed"] = base.t()
+  sd["base.window"] = base[1:, 2:5]
+  sd["base.row"] = base[2]  # contiguous, offset 12
+  sd["ids"] = torch.tensor([1, -2, 3, 2**40], dtype=torch.int64)
+  sd["mask"] = torch.tensor([True, False, True])
+  sd["scalar"] = torch.tensor(3.5)
+  sd._metadata = {"": {"version": 1}, "linear": {"version": 1}}
+  torch.save(sd, os.path.join(out, "real.bin"))
+  save_file({k: v.detach().contiguous().clone() for k, v in sd.items()},
+            os.path.join(out, "real.safetensors"), metadata={"format": "pt"})
+  torch.save(collections.OrderedDict(w=torch.ones(2, 2)),
+             os.path.join(out, "legacy.bin"),
+             _use_new_zipfile_serialization=False)
+
+
 def main():
   torch.set_num_threads(1)
   relative_buckets()
@@ -434,6 +473,7 @@ def main():
           d_ff=18, layers=3, dec_layers=2)
   make_bart(gen)
   make_marian(gen)
+  torch_bin_fixtures()
   with open(os.path.join(HERE, "versions.json"), "w") as f:
     json.dump({"torch": torch.__version__,
                "transformers": transformers.__version__,
