@@ -79,7 +79,8 @@ def main(argv):
   # Imported after flag parsing so --help stays fast.
   from encdec_jax import parallel  # before any JAX computation
   from encdec_jax.data.tokenizer import MissingPackageError
-  from encdec_jax.train import exports, inference, trainer
+  from encdec_jax import exports
+  from encdec_jax.train import inference, trainer
   modes = {
       "train": lambda: trainer.train_and_evaluate(config, workdir),
       "eval": lambda: inference.evaluate_checkpoint(config, workdir),

@@ -21,6 +21,7 @@ so the same jitted step runs everywhere.
 import os
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -169,7 +170,6 @@ def _pad_to_common_shape(batch: dict) -> dict:
   """Pads each field (with 0: padding tokens) to the largest shape any
   process has: length buckets are chosen per process, and a global array
   needs one shape. One small all-gather of the shapes per batch."""
-  from jax.experimental import multihost_utils
   keys = sorted(batch)
   shapes = np.asarray([d for k in keys for d in np.shape(batch[k])], np.int32)
   biggest = np.max(multihost_utils.process_allgather(shapes), axis=0)
@@ -212,14 +212,12 @@ def fetch(tree):
   process: device_get on one process, an all-gather across processes."""
   if jax.process_count() == 1:
     return jax.device_get(tree)
-  from jax.experimental import multihost_utils
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def sync(name: str) -> None:
   """A barrier across processes (a no-op with one)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
 
 

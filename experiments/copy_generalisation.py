@@ -32,7 +32,7 @@ copy_layer (-1) and copy_heads (1), so the remedies are overrides:
       --config.model.relative_position_buckets=32
   python -m encdec_jax.reports.copy --runs=runs/copy --out=docs/figures
 
-launch/copy_study.sh runs them all (README, "Copying values never seen in
+launch/copy_study.sh runs them all (docs/copy.md, "Copying values never seen in
 training", has the whole table). Result (2026-11-29, 2-core CPUs,
 float32, exact match in range / out of range, wall time):
   transformer        99.75 / 80.45 %   5.4 min

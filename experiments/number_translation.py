@@ -12,7 +12,7 @@ Run (from the repo root; the first run also prepares the data, ~30 s):
 Result (2026-11-21, 2-core AMD EPYC CPU, float32, fresh clone): 99.80 % exact
 match on the 2,000 test numbers (BLEU 99.95 on characters, chrF 99.95) after
 1,500 steps, in 7.3 min wall time including data preparation and compilation;
-97.2 % on validation after 1.6 min. Curve: README.md "Results".
+97.2 % on validation after 1.6 min. Curve: docs/tasks.md.
 """
 
 import os
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
       # One nn.scan over each stack's layers (stacked params: another param
       # tree, see encdec_jax/nn/transformer.py); off by default.
       scan_layers=False,
-      # Pointer-generator copy head (nn/copy_head.py; README, "Copying values
+      # Pointer-generator copy head (nn/copy_head.py; docs/copy.md, "Copying values
       # never seen in training"): --config.model.copy=true when outputs must
       # reproduce source values that training does not cover. The pointer:
       # decoder layer copy_layer's cross-attention, its first copy_heads
@@ -86,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   # "unsafe_rbg" (faster on CPU; see encdec_jax.train.trainer.dropout_key).
   c.dropout_prng = "threefry2x32"
 
-  # Scale (README "Scaling out"): the device mesh, -1 = the devices left.
+  # Scale (docs/scaling.md): the device mesh, -1 = the devices left.
   # data=-1: data parallel; fsdp=-1: params and optimizer state sharded too
   # (FSDP); data=-1,tensor=2: data x tensor (Megatron) parallel.
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))

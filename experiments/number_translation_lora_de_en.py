@@ -24,7 +24,7 @@ accuracy vs trainable parameters (Markdown) and writes lora.png.
 Result (2026-11-29/30, 2-core Intel Xeon CPU, seeds 0 and 1, 1.5-2.2 min an
 arm), test exact match, mean ± s.d.: lora_r2 0.08 ± 0.04 %, lora_r8
 93.12 ± 0.60 %, lora_r32 99.85 ± 0.07 %, frozen_encoder 99.03 ± 0.25 %,
-full 99.88 ± 0.04 % (README, "LoRA: low-rank adapters on a frozen
+full 99.88 ± 0.04 % (docs/lora.md, "LoRA: low-rank adapters on a frozen
 encoder–decoder", has the table).
 """
 

@@ -28,7 +28,7 @@ finetune.py): the model block below holds only run-level fields. Arms
                   learning rates, every `unfreeze_every` steps
   tiny            finetune's groups for a smoke run of the tiny test model
                   (tests/data/hf_tiny/t5_v11): short texts, 30 steps, no
-                  dropout (README "Pretrained encoder-decoders")
+                  dropout (docs/pretrained.md)
   lora            LoRA (rank 8) on query/value of every attention, the base
                   frozen; the base is config.lora.base, a workdir
                   fine-tuned 0 steps from init_from (the imported model):

@@ -1,6 +1,6 @@
 """The chaos command under the compiler users run (slow: default XLA
 optimisations, a fresh seed each time; `python -m encdec_jax.bench.chaos`
-is the full 10-kill version, quoted in the README)."""
+is the full 10-kill version, quoted in docs/reliability.md)."""
 
 import os
 import re

@@ -81,26 +81,12 @@ def _copy_saved(tmp_path, *names) -> list[str]:
   return copies
 
 
-def _record_base_path(workdir: str, base: str) -> None:
-  """Puts `base` as meta["lora"]["base"] of the workdir's checkpoints, as
-  if the run had been trained on the base at this path (nothing else in
-  the checkpoint changes): the current code refuses a moved base, see
-  test_a_lora_run_whose_base_moved_resumes."""
-  root = os.path.join(workdir, "checkpoints")
-  for step in os.listdir(root):
-    path = os.path.join(root, step, "meta", "metadata")
-    with open(path, encoding="utf-8") as f:
-      meta = json.load(f)
-    meta["lora"]["base"] = os.path.abspath(base)
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump(meta, f)
-
-
 @pytest.fixture
 def lora_run(tmp_path):
-  """(text files, LoRA workdir copy, base workdir copy) of the saved run."""
+  """(text files, LoRA workdir copy, base workdir copy) of the saved run,
+  both moved: config.lora.base names the base's new place (its content
+  hash, not its path, says it is the same base)."""
   base, workdir = _copy_saved(tmp_path, saved.LORA_BASE, saved.LORA_RUN)
-  _record_base_path(workdir, base)
   return saved.write_text_files(str(tmp_path)), workdir, base
 
 
@@ -160,28 +146,13 @@ def test_a_saved_lora_run_exports_its_adapter_and_merges(lora_run, tmp_path):
                expected["eval_loss"], rel=1e-4)  # folded: float rounding
 
 
-class _MovedBaseRefused(Exception):
-  """The current code's refusal of a LoRA run whose base moved."""
-
-
-@pytest.mark.xfail(
-    strict=True, raises=_MovedBaseRefused,
-    reason="checkpoint.check_compatible compares meta['lora']['base'], an "
-    "absolute path, so a LoRA run whose base moved (same content hash) is "
-    "refused as 'written for a different experiment (lora.base: ...)' on "
-    "resume, eval, decode, export_adapter and merge_adapter; the base's "
-    "identity is its hash, which lora's check_base already compares. Once "
-    "fixed, this passes: drop the mark and _record_base_path.")
 def test_a_lora_run_whose_base_moved_resumes(tmp_path):
+  """meta["lora"]["base"] still holds the path the base had when the run
+  was saved; a moved base with the same hash is accepted."""
   base, workdir = _copy_saved(tmp_path, saved.LORA_BASE, saved.LORA_RUN)
   files = saved.write_text_files(str(tmp_path))
-  try:
-    _, _, step = inference.restore_latest(
-        saved.lora_config(files, base, saved.STEP), workdir)
-  except ValueError as e:
-    if "(lora.base: checkpoint " in str(e):
-      raise _MovedBaseRefused(str(e)) from e
-    raise
+  _, _, step = inference.restore_latest(
+      saved.lora_config(files, base, saved.STEP), workdir)
   assert step == saved.STEP
 
 

@@ -180,8 +180,8 @@ def test_ctrl_c_is_a_stop_request_and_a_second_one_stops_at_once():
   """SIGINT takes the same path as SIGTERM (checked end to end above): the
   first one only sets the flag the loop checks at the next step boundary;
   a second one is the usual KeyboardInterrupt."""
-  from encdec_jax.train import trainer
-  stop = trainer._StopRequest()  # noqa: SLF001
+  from encdec_jax.train import stop_request
+  stop = stop_request.StopRequest()
   try:
     os.kill(os.getpid(), signal.SIGINT)
     assert stop.signal == signal.SIGINT
@@ -193,18 +193,18 @@ def test_ctrl_c_is_a_stop_request_and_a_second_one_stops_at_once():
 
 
 def test_deterministic_setting_asks_xla_for_deterministic_gpu_ops(monkeypatch):
-  from encdec_jax.train import trainer
+  from encdec_jax.train import experiment
   from experiments import tiny
   config = tiny.get_config()
   monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-  trainer.request_determinism(config)
+  experiment.request_determinism(config)
   assert os.environ["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x "
                                      "--xla_gpu_deterministic_ops=true")
-  trainer.request_determinism(config)  # idempotent
+  experiment.request_determinism(config)  # idempotent
   assert os.environ["XLA_FLAGS"].count("deterministic_ops") == 1
   monkeypatch.setenv("XLA_FLAGS", "")
   config.deterministic = False
-  trainer.request_determinism(config)
+  experiment.request_determinism(config)
   assert os.environ["XLA_FLAGS"] == ""
 
 

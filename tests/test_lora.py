@@ -48,7 +48,7 @@ def _batch(seed=0, batch=4, length=8):
 
 def _models(config):
   inner = registry.build_model(config.model, VOCAB)
-  return inner, lora.wrap(inner, config)
+  return inner, lora.LoraModel(inner, config.lora)
 
 
 def _logits(model, params, batch):

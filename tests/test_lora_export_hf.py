@@ -26,8 +26,9 @@ for _module in ("safetensors", "tokenizers"):
 
 from encdec_jax import lora  # noqa: E402
 from encdec_jax.models.encoder_decoder import EncoderDecoder  # noqa: E402
-from encdec_jax.pretrained import export_hf, finetune, import_hf  # noqa: E402
-from encdec_jax.train import exports, inference, trainer  # noqa: E402
+from encdec_jax.pretrained import export_hf, import_hf  # noqa: E402
+from encdec_jax import exports  # noqa: E402
+from encdec_jax.train import inference, trainer  # noqa: E402
 from experiments import t5_finetune  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
@@ -93,14 +94,14 @@ def test_the_export_holds_the_merged_lora_model_not_the_base(runs, batch):
   config, paths = runs
   model_config, imported, _ = import_hf.load(paths["pre"])
   model = EncoderDecoder(model_config)
-  merged = finetune.latest_params(paths["merged"])
+  merged = export_hf.latest_params(paths["merged"])
   exported = import_hf.convert(paths["exported"])[2]
   flat = traverse_util.flatten_dict(merged)
   for key, value in traverse_util.flatten_dict(exported).items():
     np.testing.assert_array_equal(value, flat[key], err_msg=str(key))
   # The merged model is the LoRA run's (base + adapters, unmerged) ...
   _, lora_params, _ = inference.restore_latest(config, paths["lora"])
-  unmerged = _logits(lora.wrap(model, config), jax.device_get(lora_params),
+  unmerged = _logits(lora.LoraModel(model, config.lora), jax.device_get(lora_params),
                      batch)
   ours = _logits(model, merged, batch)
   scale = np.abs(ours).max()
@@ -124,6 +125,6 @@ def test_transformers_loads_the_export_with_our_logits(runs, batch, tmp_path):
                  env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
   hf_logits = np.load(out)
   model = EncoderDecoder(import_hf.load(paths["pre"])[0])
-  ours = _logits(model, finetune.latest_params(paths["merged"]), batch)
+  ours = _logits(model, export_hf.latest_params(paths["merged"]), batch)
   assert hf_logits.shape == ours.shape
   assert np.abs(hf_logits - ours).max() <= 1e-5 * np.abs(hf_logits).max()

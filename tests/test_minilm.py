@@ -56,7 +56,7 @@ def embedder(imported, tmp_path_factory):
   """(experiment, params) of experiments/minilm_embed.py, nothing trained."""
   config = _embed_config(imported)
   return inference.pretrained_embedder(
-      config, str(tmp_path_factory.mktemp("embed_workdir")))
+      config, str(tmp_path_factory.mktemp("embed_workdir")), imported)
 
 
 def _embed_config(imported: str, **overrides) -> ml_collections.ConfigDict:
@@ -114,7 +114,7 @@ def test_hidden_states_match_pytorch(embedder, reference):
   hidden_error = np.abs(hidden_BxLxD - reference["last_hidden_state"])
   print(f"max abs error: embeddings {embedding_error[real_BxL].max():.2g}, "
         f"token states {hidden_error[real_BxL].max():.2g}")
-  # README: token states within 3.1e-6 of PyTorch; the bounds are ~10x.
+  # docs/pretrained.md: token states within 3.1e-6 of PyTorch; the bounds are ~10x.
   assert embedding_error[real_BxL].max() < 3e-6
   assert hidden_error[real_BxL].max() < 3e-5
 
@@ -137,7 +137,7 @@ def test_embed_mode_reproduces_sentence_embeddings(imported, reference,
         f"{np.abs(vectors_NxD - reference['sentence_embedding']).max():.2g}, "
         "cosines "
         f"{np.abs(v64_NxD @ v64_NxD.T - reference['cosine_similarity']).max():.2g}")
-  # README: sentence vectors within 1.7e-7; the bounds are ~10x.
+  # docs/pretrained.md: sentence vectors within 1.7e-7; the bounds are ~10x.
   np.testing.assert_allclose(vectors_NxD, reference["sentence_embedding"],
                              rtol=0, atol=2e-6)
   np.testing.assert_allclose(v64_NxD @ v64_NxD.T,

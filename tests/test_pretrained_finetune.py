@@ -4,7 +4,7 @@
 Face format with the fine-tuned weights. Needs the `pretrained` extra.
 
 That transformers loads the export with the same logits is checked outside
-the suite (torch): tests/data/hf_tiny/check_export.py, see the README.
+the suite (torch): tests/data/hf_tiny/check_export.py, see docs/pretrained.md.
 """
 
 import json
@@ -24,7 +24,8 @@ from encdec_jax.decoding import greedy_decode  # noqa: E402
 from encdec_jax.models.contract import (init_cache,  # noqa: E402
                                         make_tokens_to_logits)
 from encdec_jax.models.encoder_decoder import EncoderDecoder  # noqa: E402
-from encdec_jax.pretrained import export_hf, finetune, import_hf  # noqa: E402
+from encdec_jax.pretrained import export_hf, import_hf, stacking  # noqa: E402
+from encdec_jax.starts import hf_import  # noqa: E402
 from encdec_jax.pretrained import hf as hf_lib  # noqa: E402
 from encdec_jax.train import inference, param_groups, trainer  # noqa: E402
 from experiments import t5_finetune  # noqa: E402
@@ -75,7 +76,7 @@ def test_fine_tune_checkpoint_resume_decode_export(tmp_path, write_copy_pairs):
 
   # The fine-tuned params: not the imported ones, and they decode as the
   # trainer's --mode=decode does.
-  tuned = finetune.latest_params(workdir)
+  tuned = export_hf.latest_params(workdir)
   config, imported, meta = import_hf.load(pretrained)
   flat_tuned = traverse_util.flatten_dict(tuned)
   flat_imported = traverse_util.flatten_dict(imported)
@@ -122,27 +123,27 @@ def test_init_from_refuses_what_the_trainer_cannot_fine_tune(
   import_hf.import_hf(os.path.join(DATA, "bart"), bart_dir)
   config = _config(bart_dir, write_copy_pairs(tmp_path), 2)
   with pytest.raises(ValueError, match="fine-tunes T5-family models only"):
-    finetune.merge_model(config)
+    hf_import.configure(config)
   t5_dir = str(tmp_path / "t5")
   import_hf.import_hf(os.path.join(DATA, "t5_v10"), t5_dir)
   config = _config(t5_dir, {}, 2)
   config.model.emb_dim = 64
   with pytest.raises(ValueError, match=r"config.model.emb_dim=64 but the "
                      r"imported model .* has 12"):
-    finetune.merge_model(config)
+    hf_import.configure(config)
   config = _config(t5_dir, {}, 2)
   config.tokenizer = "bytes"
   with pytest.raises(ValueError, match="set --config.tokenizer=sentencepiece"):
-    finetune.merge_model(config)
+    hf_import.configure(config)
 
 
 def test_scan_layers_stacks_the_imported_layers():
   flat = {("encoder", "layers_0", "mlp", "kernel"): np.zeros((2, 3)),
           ("encoder", "layers_1", "mlp", "kernel"): np.ones((2, 3)),
           ("encoder", "encoder_norm", "scale"): np.ones(2)}
-  stacked = finetune.stack_layers(flat)
+  stacked = stacking.stack_layers(flat)
   assert stacked[("encoder", "layers", "mlp", "kernel")].shape == (2, 2, 3)
-  back = finetune.unstack_layers(stacked)
+  back = stacking.unstack_layers(stacked)
   assert back.keys() == flat.keys()
   for key, value in flat.items():
     np.testing.assert_array_equal(back[key], value)

@@ -29,7 +29,7 @@ from encdec_jax.nn.logical_axes import logical_axes  # noqa: E402
 from encdec_jax.nn.relative_position import (  # noqa: E402
     relative_position_bucket)
 from encdec_jax import parallel  # noqa: E402
-from encdec_jax.pretrained import export_hf, finetune, import_hf  # noqa: E402
+from encdec_jax.pretrained import export_hf, import_hf, stacking  # noqa: E402
 from encdec_jax.pretrained import hf as hf_lib  # noqa: E402
 from encdec_jax.pretrained.hf_tokenizers import load_tokenizer  # noqa: E402
 
@@ -233,7 +233,7 @@ def test_scan_layers_and_remat_compute_the_same(imported):
   # unscanned.
   _, config, params, _, ref = imported["t5_v11"]
   scanned = config.replace(scan_layers=True, remat="full")
-  stacked = traverse_util.unflatten_dict(finetune.stack_layers(
+  stacked = traverse_util.unflatten_dict(stacking.stack_layers(
       traverse_util.flatten_dict(params)))
   logits = {}
   for cfg, p in ((config, params), (scanned, stacked)):

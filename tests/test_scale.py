@@ -51,7 +51,7 @@ def test_layouts_on_8_devices_match_one_device():
   r = _json_line(out.stdout)
   for name in ("data", "fsdp", "data_tensor"):
     layout = r[name]
-    # README: losses within 2.1e-7 relative, params within 2.4e-7.
+    # docs/scaling.md: losses within 2.1e-7 relative, params within 2.4e-7.
     assert layout["max_loss_rel_diff"] < 2e-6, (name, layout)
     assert layout["max_abs_param_diff"] < 2e-6, (name, layout)
     assert layout["opt_matches_params"], name

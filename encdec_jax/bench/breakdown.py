@@ -5,7 +5,7 @@ r"""Where a base-small training step's time goes, and what XLA's matmuls reach.
 Times (median of 5, after compiling) the forward pass, forward + loss, the
 gradient, the full train step with and without dropout, and the matmul shapes
 the model is made of next to a 2048x2048 matmul (this CPU's practical peak).
-The README's explanation of the train MFU comes from this command.
+The explanation of the train MFU in docs/speed.md comes from this command.
 """
 
 import statistics

@@ -36,6 +36,7 @@ import time
 
 from absl import app, flags, logging
 import numpy as np
+from encdec_jax.train import example_log
 
 flags.DEFINE_string("workdir", None, "Scratch directory (two runs go in it).")
 flags.DEFINE_integer("kills", 10, "SIGKILLs of the interrupted run.")
@@ -200,6 +201,8 @@ def _flat(tree) -> dict:
 
 
 def final_state(workdir: str, step: int) -> dict:
+  # Only the comparison needs orbax (and JAX): the driver that kills and
+  # restarts runs starts fast without them.
   import warnings  # noqa: PLC0415
   import orbax.checkpoint as ocp  # noqa: PLC0415
   warnings.filterwarnings("ignore", message="Sharding info not provided")
@@ -224,7 +227,6 @@ def duplicated_metric_rows(workdir: str) -> list:
 
 def compare(reference: str, chaos: str, total: int) -> list[str]:
   """What differs between the two workdirs (empty: nothing)."""
-  from encdec_jax.train import example_log  # noqa: PLC0415
   problems = []
   if not os.path.exists(os.path.join(chaos, "results.json")):
     problems.append("no results.json")

@@ -40,10 +40,10 @@ from absl import app, flags, logging
 import jax
 import ml_collections
 import numpy as np
+from ml_collections import config_flags
 
-from encdec_jax import checkpoint, lora
+from encdec_jax import checkpoint, lora, starts
 from encdec_jax.bench import base_small, timing
-from encdec_jax.lora import training as lora_training
 from encdec_jax.models import registry
 from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups
@@ -54,6 +54,10 @@ flags.DEFINE_integer("warmup", 3, "Untimed steps per arm after compiling.")
 flags.DEFINE_list("models", ["base_small", "main"], "Models to measure.")
 flags.DEFINE_integer("rank", 8, "LoRA rank.")
 flags.DEFINE_integer("batch", 0, "Batch size for both models (0: theirs).")
+# The main job's config, read from its file as main.py reads --config.
+config_flags.DEFINE_config_file(
+    "main_config", "experiments/number_translation.py",
+    "The config of the model called 'main' (run from the repo root).")
 FLAGS = flags.FLAGS
 
 TARGETS = (r"(encoder|decoder)/.*attention/(query|value)",)
@@ -64,8 +68,7 @@ def _model(name: str):
   if name == "base_small":
     return (base_small.config(), base_small.VOCAB, base_small.BATCH,
             base_small.SRC_LEN, base_small.TGT_LEN)
-  from experiments import number_translation  # pylint: disable=g-import-not-at-top
-  c = number_translation.get_config()
+  c = FLAGS.main_config.copy_and_resolve_references()
   c.update(warmup_steps=0, schedule="constant", grad_clip_norm=0.0)
   vocab = c.get("vocab_size") or 512
   return (c, vocab, c.batch_size, c.max_source_length, c.max_target_length)
@@ -79,10 +82,10 @@ def _batch(vocab, batch, src, tgt, seed=0):
           "overlong": np.zeros((batch,), np.int32)}
 
 
-def _checkpoint_bytes(state) -> int:
+def _checkpoint_bytes(config, state) -> int:
   with tempfile.TemporaryDirectory() as d:
     manager = checkpoint.make_manager(d, async_save=False)
-    checkpoint.save(manager, lora_training.for_checkpoint(state), {}, {})
+    checkpoint.save(manager, starts.get(config).saved(config, state), {}, {})
     checkpoint.wait_until_committed(manager)
     return sum(os.path.getsize(os.path.join(r, f))
                for r, _, fs in os.walk(d) for f in fs)
@@ -95,7 +98,7 @@ def measure(name: str, arm: str, steps: int, warmup: int) -> dict:
   if arm == "lora":
     config.lora = ml_collections.ConfigDict(dict(
         targets=TARGETS, rank=FLAGS.rank, alpha=2.0 * FLAGS.rank))
-    model = lora.wrap(model, config)
+    model = lora.LoraModel(model, config.lora)
   params = jax.jit(lambda r: experiment.init_params(model, r, config))(
       jax.random.key(0))
   plan = param_groups.make_plan(config, params)
@@ -121,7 +124,7 @@ def measure(name: str, arm: str, steps: int, warmup: int) -> dict:
           "compile_s": compile_s, "trainable_params": trainable,
           "total_params": experiment.count_params(state.params),
           "opt_state_mb": param_groups.opt_state_bytes(state.opt_state) / 2**20,
-          "checkpoint_mb": _checkpoint_bytes(state) / 2**20,
+          "checkpoint_mb": _checkpoint_bytes(config, state) / 2**20,
           "peak_mb": peak / 2**20, "batch": batch_size,
           "device": jax.devices()[0].device_kind}
 

@@ -6,7 +6,8 @@
   state, data_state, step = checkpoint.resume(manager, target, meta)
   params, report = checkpoint.load_encoder(path, into, expected_spec=spec)
 
-layout.py          the folders and item names, has_checkpoint, make_manager
+layout.py          the folders and item names, has_checkpoint, make_manager,
+                   load_config
 train_state.py     save / restore a step, its meta, remove_unfinished, set_aside
 resume.py          the newest readable step; config.corrupt_checkpoint
 encoder_spec.py    what an encoder must agree on with a model, and the error
@@ -21,7 +22,8 @@ from encdec_jax.checkpoint.encoder import (LoadReport, export_encoder,
                                            save_encoder)
 from encdec_jax.checkpoint.encoder_spec import NO_VOCAB, encoder_spec
 from encdec_jax.checkpoint.layout import (CHECKPOINTS_DIR, ITEMS, SPEC_FILE,
-                                          has_checkpoint, make_manager)
+                                          has_checkpoint, load_config,
+                                          make_manager)
 from encdec_jax.checkpoint.resume import CORRUPT_POLICIES, resume
 from encdec_jax.checkpoint.train_state import (CheckpointWriteError,
                                                check_compatible, read_meta,

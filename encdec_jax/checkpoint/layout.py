@@ -14,8 +14,10 @@ Each step holds several items, so that any one restores alone:
 """
 
 import glob
+import json
 import os
 
+import ml_collections
 import orbax.checkpoint as ocp
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -23,10 +25,20 @@ UNREADABLE_DIR = "unreadable_checkpoints"
 ITEMS = ("state", "encoder", "data", "meta")
 UNFINISHED_PATTERN = "*.orbax-checkpoint-tmp*"
 SPEC_FILE, PARAMS_DIR = "encoder.json", "params"  # Of a save_encoder dir.
+CONFIG_FILE = "config.json"  # The config a workdir was trained with.
 
 
 def checkpoints_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), CHECKPOINTS_DIR)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (its config.json)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no {path}: {workdir} holds no training run.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def has_checkpoint(workdir: str) -> bool:

@@ -26,11 +26,13 @@ def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
            expected_meta: dict, *, policy: str = "fallback",
            log: Callable[[str], None] = print,
            read: Callable[[int], tuple] | None = None,
-           set_aside: bool = True) -> tuple:
+           set_aside: bool = True, unchecked: tuple = ()) -> tuple:
   """(state, data_state, step) of the newest readable checkpoint.
 
   `target(step)` is the (abstract) state a checkpoint of `step` restores
-  into; `expected_meta` what its meta must agree on (check_compatible).
+  into; `expected_meta` what its meta must agree on (check_compatible),
+  except the `unchecked` entries ("lora.base": a path, recorded to find the
+  base again, which its hash identifies).
   A reader (--mode=eval/decode/embed) passes `read(step)`, the tuple to
   read instead (e.g. (params,)), and set_aside=False: an unreadable step is
   then passed over with the same warning but left where it is (training
@@ -47,7 +49,7 @@ def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
       problem = e
     else:
       train_state.check_compatible(saved_meta, expected_meta,
-                                   str(manager.directory))
+                                   str(manager.directory), unchecked)
       try:
         return (*read(step), step)
       except Exception as e:

@@ -95,12 +95,14 @@ def read_meta(manager: ocp.CheckpointManager, step: int | None = None) -> dict:
       meta=ocp.args.JsonRestore()))["meta"]
 
 
-def check_compatible(meta: dict, expected: dict, where: str) -> None:
-  """Refuses to resume a checkpoint written for a different model/dataset."""
+def check_compatible(meta: dict, expected: dict, where: str,
+                     unchecked: tuple = ()) -> None:
+  """Refuses to resume a checkpoint written for a different model/dataset
+  (every entry but the flattened names in `unchecked`)."""
   saved = _flatten(meta)
   diffs = [f"{k}: checkpoint {saved[k]!r} vs config {v!r}"
            for k, v in _flatten(expected).items()
-           if k in saved and saved[k] != v]
+           if k in saved and k not in unchecked and saved[k] != v]
   if diffs:
     raise ValueError(f"the checkpoint in {where} was written for a different "
                      f"experiment ({'; '.join(diffs)}); use a new --workdir or "

@@ -41,6 +41,7 @@ import numpy as np
 
 from encdec_jax.data import pipeline
 from encdec_jax.data.tokenizer import Tokenizer
+from encdec_jax.models.contract import shift_right
 
 PACKING_KEYS = ("inputs_segment_ids", "inputs_positions",
                 "targets_segment_ids", "targets_positions")
@@ -61,7 +62,6 @@ def model_packing(batch) -> dict:
 def shift_right_packed(targets_BxT, segment_ids_BxT) -> jax.Array:
   """Decoder inputs of packed rows: shift_right inside each segment, so every
   segment starts with the start token (what shift_right puts first)."""
-  from encdec_jax.models.contract import shift_right  # no import cycle
   shifted_BxT = shift_right(targets_BxT)
   same_segment_BxT = segment_ids_BxT == shift_right(segment_ids_BxT)
   return jnp.where(same_segment_BxT, shifted_BxT, shifted_BxT[:, :1])

@@ -94,7 +94,7 @@ class MissingPackageError(ImportError):
 
 
 def _import_tokenizers():
-  try:
+  try:  # optional ('.[pretrained]'): only WordPiece tokenizers need it
     import tokenizers
   except ImportError:
     raise MissingPackageError(
@@ -207,6 +207,8 @@ def without_training_paths(model_proto: bytes) -> bytes:
   scores, types and normaliser give the same bytes, and the same sha256 in
   vocab_record: a tokenizer.model trained again on the same data (after it
   was deleted from a workdir) is recognised as the same vocabulary."""
+  # Here, not at the top: the proto module needs protobuf, which only this
+  # vocabulary record reads.
   from sentencepiece import sentencepiece_model_pb2
   model = sentencepiece_model_pb2.ModelProto()
   model.ParseFromString(model_proto)

@@ -221,17 +221,6 @@ class LoraModel:
     return self.inner.apply({**variables, "params": params}, *args, **kwargs)
 
 
-def wrap(model, config):
-  """`model` as a LoraModel when config.lora.targets is set; else itself."""
-  lora_config = config.get("lora")
-  if lora_config and lora_config.get("adapter"):
-    from encdec_jax.lora import store  # pylint: disable=g-import-not-at-top
-    store.configure(config)  # the exported adapter's targets, rank, alpha
-  if not lora_config or not lora_config.get("targets"):
-    return model
-  return LoraModel(model, lora_config)
-
-
 def group_rules(train_base: bool = False) -> tuple:
   """config.param_groups of a LoRA run: the base frozen, the adapters in
   lora_encoder / lora_decoder / lora (any other stack). With train_base

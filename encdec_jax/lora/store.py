@@ -1,4 +1,4 @@
-"""Adapters on disk: export_adapter, load_adapter (strict), merge_adapter.
+"""Adapters on disk: save_adapter, read_spec, load_adapter (strict).
 
   <dir>/adapter.json   targets, rank/alpha defaults, base path and content
                        hash, the step, the model config, parameter counts
@@ -11,27 +11,27 @@ command picks another adapter for the same base. merge_adapter folds the
 adapters into the base and writes a plain workdir (checkpoint, config.json,
 tokenizer) that decodes at full speed and exports like any trained model;
 a model imported from Hugging Face keeps its origin (pretrained/), so that
-`python -m encdec_jax.pretrained.export_hf` takes the merged workdir.
+`python -m encdec_jax.pretrained.export_hf` takes the merged workdir. The
+workflows that restore a run and write these live in encdec_jax/exports.py.
 """
 
 import json
 import os
-import shutil
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from encdec_jax import checkpoint, io_utils
-from encdec_jax.data import tokenizer as tokenizer_lib
+from encdec_jax import io_utils
 from encdec_jax.lora import adapters
-from encdec_jax.pretrained import finetune
 
 SPEC_FILE, PARAMS_DIR = "adapter.json", "params"
 
 
-def _spec(config, lora_meta: dict, step: int, tree) -> dict:
+def make_spec(config, lora_meta: dict, step: int, tree) -> dict:
+  """adapter.json of the adapters `tree` of a LoRA run's checkpoint at
+  `step` (lora_meta: the checkpoint's meta["lora"])."""
   lora_config = config.lora
   return {"format": "encdec_jax.lora/1", "step": int(step),
           "base": lora_meta.get("base"), "base_hash": lora_meta["base_hash"],
@@ -117,64 +117,3 @@ def load_adapter(path: str, base, lora_config, *, strict: bool = True):
                      (f" (+{len(problems) - 8} more)" if len(problems) > 8
                       else ""))
   return jax.tree.map(np.asarray, traverse_util.unflatten_dict(stored))
-
-
-def export_adapter(config, workdir: str, output: str) -> dict:
-  """Writes the newest checkpoint's adapters of a LoRA workdir; the spec."""
-  from encdec_jax.train import inference  # pylint: disable=g-import-not-at-top
-  exp, params, step = inference.restore_latest(config, workdir)
-  if not (isinstance(params, dict) and "lora" in params):
-    raise ValueError(f"{workdir} is not a LoRA run (config.lora.targets is "
-                     "empty); nothing to export.")
-  meta = checkpoint.read_meta(checkpoint.make_manager(workdir,
-                                                      async_save=False))
-  spec = _spec(exp.config, meta["lora"], step, params["lora"])
-  save_adapter(output, params["lora"], spec)
-  return spec
-
-
-def origin_dir(workdir: str, base: str | None) -> str | None:
-  """The Hugging Face origin (pretrained.json + hf/) of a LoRA run: its own
-  copy (config.init_from installs one), else its base run's; None when the
-  model was not imported."""
-  for run in (workdir, base):
-    origin = run and os.path.join(run, finetune.ORIGIN)
-    if origin and os.path.isfile(os.path.join(origin, "pretrained.json")):
-      return origin
-  return None
-
-
-def merge_adapter(config, workdir: str, output: str) -> int:
-  """Folds the adapters of `workdir`'s newest checkpoint (or of
-  config.lora.adapter on the base run in `workdir`) into the base and writes
-  a plain workdir `output`; the step."""
-  from encdec_jax.train import experiment, inference  # pylint: disable=g-import-not-at-top
-  exp, params, step = inference.restore_latest(config, workdir)
-  if not (isinstance(params, dict) and set(params) == {"base", "lora"}):
-    raise ValueError(f"{workdir} holds no adapter to merge (a LoRA run's "
-                     "workdir, or --config.lora.adapter=DIR on its base).")
-  merged = adapters.merge(exp.config.lora, params["base"], params["lora"])
-  output = os.path.abspath(output)
-  if checkpoint.has_checkpoint(output):
-    raise ValueError(f"{output} already holds a checkpoint; give a new "
-                     "directory for the merged model.")
-  plain = config.copy_and_resolve_references()
-  plain.lora.targets, plain.lora.adapter, plain.lora.base = (), "", ""
-  os.makedirs(output, exist_ok=True)
-  for name in tokenizer_lib.TOKENIZER_FILES.values():  # the same vocabulary
-    if os.path.exists(os.path.join(workdir, name)):
-      shutil.copy(os.path.join(workdir, name), os.path.join(output, name))
-  # export_hf reads the merged params against the imported model's files.
-  origin = origin_dir(workdir, exp.config.lora.get("base"))
-  if origin:
-    shutil.copytree(origin, os.path.join(output, finetune.ORIGIN),
-                    dirs_exist_ok=True)
-  experiment.save_config(plain, output)
-  from encdec_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  state = step_lib.TrainState(step=np.asarray(step, np.int32),
-                              params=merged, opt_state={})
-  manager = checkpoint.make_manager(output, async_save=False)
-  meta = experiment.checkpoint_meta(exp)
-  checkpoint.save(manager, state, {}, meta)
-  checkpoint.wait_until_committed(manager)
-  return step

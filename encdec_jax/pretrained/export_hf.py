@@ -23,8 +23,13 @@ import shutil
 import sys
 import tempfile
 
+import jax
+import numpy as np
+from flax import traverse_util
+
+from encdec_jax import checkpoint
 from encdec_jax.pretrained import hf as hf_lib
-from encdec_jax.pretrained import import_hf
+from encdec_jax.pretrained import import_hf, stacking
 
 # What a fine-tuning workdir keeps of its pretrained origin (the trainer
 # copies it there): pretrained.json and hf/.
@@ -66,10 +71,26 @@ def origin_dir(src: str) -> str:
       "from one (no pretrained.json, no pretrained/pretrained.json)")
 
 
-def workdir_params(workdir: str):
-  """The params of a workdir's latest checkpoint."""
-  from encdec_jax.pretrained import finetune
-  return finetune.latest_params(workdir)
+def latest_params(workdir: str):
+  """The params of a fine-tuning workdir's latest checkpoint, in the
+  import's (unstacked) layout; needs no data, only the workdir."""
+  config = checkpoint.load_config(workdir)
+  meta = import_hf.read_meta(os.path.join(workdir, ORIGIN))
+  fields = dict(meta["model"])
+  for key in ("scan_layers", "dtype", "param_dtype"):
+    if key in config.model:
+      fields[key] = config.model[key]
+  model_config = import_hf.config_from_fields(fields)
+  abstract = import_hf.abstract_params(model_config)
+  if not checkpoint.has_checkpoint(workdir):
+    raise FileNotFoundError(f"{workdir} holds no checkpoint to export")
+  manager = checkpoint.make_manager(workdir, async_save=False)
+  params, _ = checkpoint.restore_params(manager, abstract)
+  flat = {k: np.asarray(v) for k, v in
+          traverse_util.flatten_dict(jax.device_get(params)).items()}
+  if model_config.scan_layers:
+    flat = stacking.unstack_layers(flat)
+  return traverse_util.unflatten_dict(flat)
 
 
 def export_hf(src: str, out_dir: str) -> None:
@@ -78,7 +99,7 @@ def export_hf(src: str, out_dir: str) -> None:
   if origin == src:
     _, params, _ = import_hf.load(src)
   else:
-    params = workdir_params(src)
+    params = latest_params(src)
   export_params(params, meta, os.path.join(origin, "hf"), out_dir)
 
 

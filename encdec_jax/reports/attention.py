@@ -19,6 +19,7 @@ import numpy as np
 from encdec_jax.decoding.config import make_decode_fn
 from encdec_jax.models.contract import shift_right
 from encdec_jax.reports import common
+from encdec_jax.data import pipeline
 
 WORDS = flags.DEFINE_list("words", ["4", "10", "16"], "Source lengths (in "
                           "words) of the test examples drawn.")
@@ -57,7 +58,6 @@ def pick_examples(source, words: list[int]) -> list[int]:
 def attention_maps(workdir: str, words: list[int]):
   """[(source pieces, output pieces, TxS weights)] for test examples of
   about `words` source words each."""
-  from encdec_jax.data import pipeline
   config, exp, params = common.restore(workdir)
   test = exp.sources["test"]
   examples = [test[i] for i in pick_examples(test, words)]

@@ -16,9 +16,11 @@ import os
 import sys
 
 from absl import app, flags
+import jax
 import numpy as np
 
 from encdec_jax.reports import common
+from encdec_jax.data import images
 
 GRID = flags.DEFINE_string("grid", "conv_z16", "Workdir name under --runs "
                            "whose reconstructions are drawn.")
@@ -72,8 +74,6 @@ def plot_sweep(sweep: dict, path: str) -> None:
 
 def plot_grid(workdir: str, path: str) -> None:
   """One test image per digit (top) and its reconstruction (bottom)."""
-  import jax
-  from encdec_jax.data import images
   config, exp, params = common.restore(workdir, greedy=False)
   batch = next(iter(images.eval_batches(exp.sources["test"], config, 512)))
   first = [int(np.flatnonzero(batch["label"] == d)[0]) for d in range(10)

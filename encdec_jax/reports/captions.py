@@ -18,6 +18,8 @@ import numpy as np
 
 from encdec_jax.reports import common
 from encdec_jax.reports.attention import attention_to_own_output
+from encdec_jax.data import captions
+from encdec_jax.models.captioner import Captioner
 
 IMAGES = flags.DEFINE_list("images", ["0", "1", "2", "3"], "Indices of the "
                            "test images drawn.")
@@ -27,8 +29,6 @@ flags.adopt_module_key_flags(common)
 def caption_attention(workdir: str, indices: list[int]):
   """[(image HxW, reference, [word pieces], TxGhxGw weights)] for test
   images `indices`."""
-  from encdec_jax.data import captions
-  from encdec_jax.models.captioner import Captioner
   config, exp, params = common.restore(workdir)
   if not isinstance(exp.model, Captioner):
     raise ValueError(f"{workdir} holds a {exp.task.name!r} run; this report "

@@ -7,6 +7,7 @@ import re
 import sys
 
 from absl import app, flags, logging
+from encdec_jax.train import experiment, inference
 
 WORKDIRS = flags.DEFINE_list("workdirs", None, "Training workdirs to report "
                              "on, comma-separated.")
@@ -39,7 +40,6 @@ def name_of(workdir: str) -> str:
 def restore(workdir: str, greedy: bool = True):
   """(config, experiment, params) of a workdir's latest checkpoint, with the
   config it was trained with; `greedy` overrides its decoding algorithm."""
-  from encdec_jax.train import experiment, inference
   config = experiment.load_config(workdir)
   if greedy:
     config.decode.algorithm = "greedy"

@@ -22,9 +22,14 @@ import json
 import os
 
 from absl import app, flags
+import jax
 import numpy as np
 
 from encdec_jax.reports import common
+from encdec_jax.data import pipeline
+from encdec_jax.decoding.config import make_decode_fn
+from encdec_jax.models.contract import shift_right
+from encdec_jax.reports.attention import cross_attention
 
 HEATMAPS = flags.DEFINE_list(
     "heatmaps", ["transformer_copy", "transformer", "rnn_copy"],
@@ -104,11 +109,6 @@ def plot_bars(runs, path: str) -> None:
 def pointer_maps(workdir: str, num_examples: int):
   """[(source pieces, output pieces, TxS weights, p_gen T or None, reference,
   output text)] for the first test examples."""
-  from encdec_jax.data import pipeline
-  from encdec_jax.decoding.config import make_decode_fn
-  from encdec_jax.models.contract import shift_right
-  from encdec_jax.reports.attention import cross_attention
-  import jax
   config, exp, params = common.restore(workdir)
   test = exp.sources["test"]
   examples = [test[i] for i in range(num_examples)]

@@ -4,7 +4,7 @@ r"""A run's learning curve and final results as Markdown.
 
 Reads `metrics.jsonl` (written by the trainer): one row per evaluation, with
 the step, the wall time since the run started, and the decoding metrics. The
-README's results come from this command.
+results in docs/tasks.md come from this command.
 """
 
 import json

@@ -17,6 +17,9 @@ from absl import app, flags
 import numpy as np
 
 from encdec_jax.reports import common
+from encdec_jax.decoding.config import make_decode_fn
+from encdec_jax.tasks import evaluation
+from encdec_jax.train import experiment
 
 BUCKETS = ((1, 4), (5, 8), (9, 12), (13, 16), (17, 20), (21, 24), (25, 99))
 ORDER = ("bottleneck", "attention", "transformer")
@@ -44,9 +47,6 @@ def by_length(sources, references, hypotheses) -> dict:
 def length_report(workdir: str) -> dict:
   """Test exact match, overall and by source length, greedy; and the number
   of parameters."""
-  from encdec_jax.decoding.config import make_decode_fn
-  from encdec_jax.tasks import evaluation
-  from encdec_jax.train import experiment
   config, exp, params = common.restore(workdir)
   decode_fn = make_decode_fn(exp.model, config, exp.tokenizer.eos_id)
   sources, references, hypotheses = evaluation.decode_split(

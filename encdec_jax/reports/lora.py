@@ -18,6 +18,7 @@ from absl import app, flags
 import numpy as np
 
 from encdec_jax.reports import common
+from encdec_jax.train import experiment, param_groups
 
 RUN_NAME = r"(?P<arm>[a-z0-9_]+?)_seed(?P<seed>\d+)"
 flags.adopt_module_key_flags(common)
@@ -26,7 +27,6 @@ flags.adopt_module_key_flags(common)
 def trainable(workdir: str) -> tuple[int, int]:
   """(trainable parameters, the model's parameters without adapters) of
   the run in `workdir`."""
-  from encdec_jax.train import experiment, param_groups  # pylint: disable=g-import-not-at-top
   config = experiment.load_config(workdir)
   exp = experiment.setup(config, workdir, train_tokenizer=False)
   params = experiment.abstract_params(exp)

@@ -5,6 +5,13 @@ checkpoints/ were written, at the first evaluation, or not at all (files
 given without the dataset that reads them).
 """
 
+from sacrebleu.metrics import BLEU
+
+from encdec_jax import tasks
+from encdec_jax.data import pipeline
+from encdec_jax.decoding.config import decode_settings
+from encdec_jax.train import param_groups
+
 # What a training pair with an empty (or whitespace-only) source or target
 # does: "skip" gives it weight 0, "keep" trains on it. Counted either way
 # (empty_examples in the training log).
@@ -35,8 +42,6 @@ def _text_files_need_their_dataset(config) -> None:
 
 
 def _choices(config) -> None:
-  from encdec_jax.data import pipeline
-  from encdec_jax.train import param_groups
   for field, choices in (("overlong", pipeline.OVERLONG_POLICIES),
                          ("tokenizer", TOKENIZERS),
                          ("empty_pairs", EMPTY_PAIRS),
@@ -48,7 +53,6 @@ def _choices(config) -> None:
       _choice(f"config.group_optim.{group}.schedule", settings["schedule"],
               param_groups.SCHEDULES)
   if config.get("bleu_tokenize") is not None:
-    from sacrebleu.metrics import BLEU
     _choice("config.bleu_tokenize", config.bleu_tokenize,
             tuple(BLEU.TOKENIZERS))
 
@@ -60,7 +64,6 @@ def _evaluation(config) -> None:
                      "(config.num_decode_examples=0 is the one that turns "
                      "decoding off).")
   if "decode" in config:
-    from encdec_jax.decoding.config import decode_settings
     seed = decode_settings(config)["seed"]  # also checks the algorithm
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
       raise ValueError(f"config.decode.seed={seed!r} must be an integer "
@@ -73,7 +76,6 @@ def _buckets(config) -> None:
   boundaries = config.get("bucket_boundaries")
   if not boundaries:
     return
-  from encdec_jax import tasks
   fields = list(tasks.get(config).length_fields)
   lengths = [config[f] for f in fields if config.get(f)]
   if lengths and max(lengths) > max(boundaries):
@@ -89,5 +91,4 @@ def check(config) -> None:
   _choices(config)
   _evaluation(config)
   _buckets(config)
-  from encdec_jax import tasks
   tasks.get(config).check_config(config)

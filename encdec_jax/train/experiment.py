@@ -1,7 +1,9 @@
 """What train, eval and decode share: the experiment a config describes.
 
-`setup` picks the task (encdec_jax/tasks/) once, opens its splits, gets the
-tokenizer and builds the model; everything after that asks `exp.task`.
+`setup` picks the task (encdec_jax/tasks/) and the start (encdec_jax/starts/:
+where the architecture, tokenizer and first params come from) once, opens
+the splits, gets the tokenizer and builds the model; everything after that
+asks `exp.task` and `exp.start`.
 """
 
 import dataclasses
@@ -11,14 +13,11 @@ import os
 from typing import Any
 
 import jax
-import ml_collections
 from jax.sharding import Mesh
 
-from encdec_jax import checkpoint, io_utils, lora, parallel
-from encdec_jax import tasks
+from encdec_jax import checkpoint, io_utils, parallel, starts, tasks
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
-from encdec_jax.pretrained import finetune
 from encdec_jax.train import config_checks
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import step as step_lib
@@ -35,6 +34,7 @@ class Experiment:
   tokenizer: tokenizer_lib.Tokenizer | None  # None: an image task
   model: Any
   task: tasks.Task
+  start: starts.Start = starts.scratch.START  # (a benchmark's: by hand)
 
 
 def build_model(task: tasks.Task, config, vocab_size: int | None,
@@ -45,9 +45,26 @@ def build_model(task: tasks.Task, config, vocab_size: int | None,
                           config, sources)
 
 
+def request_determinism(config) -> None:
+  """config.deterministic (default True): bit-identical reruns and resumes.
+
+  XLA on CPU and TPU is deterministic already, so this costs nothing there
+  (the resume tests check bit-equality on CPU). On GPU it adds
+  --xla_gpu_deterministic_ops (deterministic scatter-adds and reductions,
+  slower: embedding gradients are scatter-adds). XLA reads the flag when the
+  backend starts, so call this before the first JAX computation.
+  """
+  flag = "--xla_gpu_deterministic_ops=true"
+  flags = os.environ.get("XLA_FLAGS", "")
+  if config.get("deterministic", True) and flag not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
 def check_config(config) -> tasks.Task:
   """The config's task, once every value is checked (before anything is read
-  or written): a wrong task or family, then config_checks."""
+  or written): the start (which may set the architecture: an import, an
+  adapter), a wrong task or family, then config_checks."""
+  starts.get(config).configure(config)
   task = tasks.get(config)
   family = registry.family(config, task.name, task.families)
   config_checks.check(config)
@@ -76,13 +93,12 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
   the workdir afterwards; eval/decode (`train_tokenizer=False`) require it.
   Image tasks have none.
   """
-  # config.init_from (an imported Hugging Face model) sets the architecture
-  # before the checks and brings its tokenizer (pretrained/finetune.py).
-  finetune.merge_model(config)
+  start = starts.get(config)
   task = check_config(config)
+  reads_text = task.tokenizer_texts is not None and task.encoder_reads_text
   if train_tokenizer:
     check_writable(workdir)
-    finetune.install(config, workdir)
+    start.install(config, workdir, reads_text)  # e.g. an imported tokenizer
   else:
     os.makedirs(workdir, exist_ok=True)
   splits = SPLITS if train_tokenizer else ("validation", "test")
@@ -91,22 +107,7 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
       lambda: task.tokenizer_texts(config, sources))
   tokenizer = None
   if texts is not None:
-    if (train_tokenizer and config.get("init_encoder") and
-        task.encoder_reads_text):  # an image encoder has no tokens
-      # A transferred encoder only makes sense with the vocabulary it was
-      # trained with: adopt it (load_encoder checks it again).
-      adopted = checkpoint.install_encoder_tokenizer(
-          config.init_encoder, workdir)
-      kind = adopted and tokenizer_lib.kind_of(adopted)  # None: images
-      if kind and kind != config.tokenizer:
-        raise ValueError(
-            f"config.init_encoder={config.init_encoder} reads {kind} tokens "
-            f"but config.tokenizer={config.tokenizer!r}; set "
-            f"--config.tokenizer={kind}.")
     _check_tokenizer_file(config, workdir, train_tokenizer)
-    if (train_tokenizer and config.get("lora") and config.lora.get("base")
-        and task.encoder_reads_text):  # a LoRA run reads the base's tokens
-      checkpoint.install_encoder_tokenizer(config.lora.base, workdir)
     # Multi-host: process 0 trains and writes the tokenizer; the others
     # read it after a barrier (a no-op with one process).
     if jax.process_index() == 0:
@@ -116,11 +117,11 @@ def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
     if jax.process_index() != 0:
       tokenizer = tokenizer_lib.load_or_train_tokenizer(config, workdir,
                                                         texts)
-  model = build_model(task, config, finetune.model_vocab_size(config) or (
+  model = build_model(task, config, start.vocab_size(config) or (
       tokenizer and tokenizer.vocab_size), sources)
-  model = lora.wrap(model, config)  # params {"base", "lora"} under LoRA
+  model = start.wrap_model(model, config)  # LoRA: params {"base", "lora"}
   return Experiment(config, workdir, parallel.make_mesh(config), sources,
-                    tokenizer, model, task)
+                    tokenizer, model, task, start)
 
 
 def _check_tokenizer_file(config, workdir: str, train_tokenizer: bool) -> None:
@@ -164,13 +165,7 @@ def check_writable(workdir: str) -> None:
                   "fix its permissions") from e
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with (its config.json), for reports."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"no {path}: {workdir} holds no training run.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+load_config = checkpoint.load_config  # a workdir's config.json
 
 
 def save_config(config, workdir: str) -> None:
@@ -215,7 +210,7 @@ def abstract_params(exp: Experiment):
 
 def vocab_size(exp: Experiment) -> int | None:
   """The model's vocabulary (an imported T5's exceeds its tokenizer's)."""
-  return finetune.model_vocab_size(exp.config) or (
+  return exp.start.vocab_size(exp.config) or (
       exp.tokenizer.vocab_size if exp.tokenizer else None)
 
 
@@ -239,19 +234,13 @@ def checkpoint_meta(exp: Experiment) -> dict:
   return meta
 
 
-def load_encoder(exp: Experiment, params):
-  """params with the encoder of `config.init_encoder` (strict by default)."""
-  config = exp.config
-  params, report = checkpoint.load_encoder(
-      config.init_encoder, into=params, expected_spec=encoder_spec(exp),
-      strict=config.get("init_encoder_strict", True))
-  mw.log(report.summary())
-  for title, paths in (("left at init", report.left_at_init),
-                       ("ignored", report.ignored),
-                       ("differences", report.differences)):
-    if paths:
-      mw.log(f"  {title}: " + ", ".join(paths))
-  return params
+def resume_meta(exp: Experiment, shapes=None) -> dict:
+  """checkpoint_meta with what the start records (LoRA: its base); a
+  resume or a reader must agree with it. `shapes`, the abstract params if
+  the caller has them, saves computing them again."""
+  shapes_fn = ((lambda: shapes) if shapes is not None else
+               (lambda: abstract_params(exp)))
+  return dict(checkpoint_meta(exp), **exp.start.meta(exp.config, shapes_fn))
 
 
 def count_params(params) -> int:

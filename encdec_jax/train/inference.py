@@ -10,15 +10,13 @@ import time
 import jax
 import numpy as np
 
-from encdec_jax import checkpoint, io_utils, parallel
-from encdec_jax import tasks
+from encdec_jax import checkpoint, io_utils, parallel, starts, tasks
 from encdec_jax.data import pipeline, text_lines
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.decoding.config import (decode_settings, describe_decoding,
                                         make_decode_fn)
 from encdec_jax.tasks import evaluation, retrieval
 from encdec_jax.train import evaluators, experiment, line_output
-from encdec_jax.lora import training as lora_training
 from encdec_jax.train import metrics_writer as mw
 
 EVAL_RESULTS = "eval_results.json"
@@ -32,8 +30,7 @@ def restore_latest(config, workdir):
   before, or is an error, as config.corrupt_checkpoint says (it is left in
   place: only training moves it aside). Decoding is as deterministic as in
   training (config.deterministic)."""
-  from encdec_jax.train import trainer
-  trainer.request_determinism(config)  # before the backend starts
+  experiment.request_determinism(config)  # before the backend starts
   exp = experiment.setup(config, workdir, train_tokenizer=False)
   if not checkpoint.has_checkpoint(workdir):
     raise FileNotFoundError(
@@ -41,20 +38,20 @@ def restore_latest(config, workdir):
         "; train first (--mode=train) or check --workdir.")
   manager = checkpoint.make_manager(workdir, async_save=False)
   abstract = experiment.abstract_params(exp)
-  # A LoRA workdir's checkpoints hold only the adapters; the base is put
-  # back from config.lora.base (refused if its hash differs).
-  meta = lora_training.add_meta(config, experiment.checkpoint_meta(exp),
-                                abstract)
-  lora_training.check_resume(manager, meta)
+  # The start says what the checkpoint holds: a LoRA workdir's hold only
+  # the adapters, and the base is put back from config.lora.base (refused
+  # if its hash differs).
+  meta = experiment.resume_meta(exp, abstract)
+  exp.start.check_resume(manager, meta)
   params, step = checkpoint.resume(
       manager, None, meta,
       policy=config.get("corrupt_checkpoint", "fallback"),
       log=lambda line: print(line, file=sys.stderr, flush=True),
       read=lambda step: checkpoint.restore_params(
-          manager, lora_training.read_target(config, manager, abstract),
+          manager, exp.start.read_target(config, manager, abstract),
           step)[:1],
-      set_aside=False)
-  return exp, lora_training.after_read(config, params, abstract), step
+      set_aside=False, unchecked=exp.start.unchecked_meta)
+  return exp, exp.start.completed(config, params, lambda: abstract), step
 
 
 class _NoCurves:
@@ -206,15 +203,15 @@ def read_lines(input_path: str) -> list[str]:
   return text_lines.split_lines(data, f"--input={input_path}")
 
 
-def pretrained_embedder(config, workdir: str):
+def pretrained_embedder(config, workdir: str, encoder_dir: str):
   """(experiment, params): the embedding model of `config` with the encoder
-  of config.init_encoder as it is, untrained (e.g. an imported
-  all-MiniLM-L6-v2, experiments/minilm_embed.py). Reads no dataset."""
+  in `encoder_dir` as it is, untrained (e.g. an imported all-MiniLM-L6-v2,
+  experiments/minilm_embed.py). Reads no dataset."""
   task = tasks.get(config)
-  tokenizer = checkpoint.load_encoder_tokenizer(config.init_encoder)
+  tokenizer = checkpoint.load_encoder_tokenizer(encoder_dir)
   model = experiment.build_model(task, config, tokenizer.vocab_size, {})
   exp = experiment.Experiment(config, workdir, parallel.make_mesh(config), {},
-                              tokenizer, model, task)
+                              tokenizer, model, task, starts.get(config))
   # Shapes only: the strict load below replaces every leaf, straight into
   # the params' shardings, so nothing is initialised.
   abstract = experiment.abstract_params(exp)
@@ -224,7 +221,7 @@ def pretrained_embedder(config, workdir: str):
                      f"({', '.join(untrained)}) that no checkpoint trained; "
                      "embed with --config.pooling=mean, or train first.")
   params, report = checkpoint.load_encoder(
-      config.init_encoder, into=abstract,
+      encoder_dir, into=abstract,
       expected_spec=experiment.encoder_spec(exp))
   print(report.summary(), file=sys.stderr)  # stdout may be the neighbours
   return exp, params
@@ -235,9 +232,10 @@ def embed_lines(config, workdir: str, lines: list[str]) -> np.ndarray:
   (retrieval.make_embed_fn says how each model pools); an embedding config
   whose workdir holds no checkpoint embeds with config.init_encoder as it is
   (pretrained_embedder)."""
-  if (tasks.get(config).embeds_untrained and config.get("init_encoder") and
+  encoder_dir = starts.get(config).untrained_encoder(config)
+  if (tasks.get(config).embeds_untrained and encoder_dir and
       not checkpoint.has_checkpoint(workdir)):
-    exp, params = pretrained_embedder(config, workdir)
+    exp, params = pretrained_embedder(config, workdir, encoder_dir)
   else:
     exp, params, _ = restore_latest(config, workdir)
   _check_inputs(exp, lines)

@@ -18,9 +18,9 @@ A frozen group (in `frozen_groups`, or named "frozen" by a rule) gets
 optax.set_to_zero: no optimizer state, and train_step does not differentiate
 it at all.
 
-With `config.init_encoder` (a transferred encoder) the groups made only of
-encoder parameters are frozen unless `config.init_encoder_trainable` is set or
-`layer_groups` schedules them.
+The run's start (encdec_jax/starts/) may replace the rules (LoRA: the base
+frozen, the adapters in their own groups) and freeze groups itself (a
+transferred encoder starts frozen, as fastai's load_encoder).
 
 ULMFiT (Howard & Ruder, 2018) is configuration, not code:
   c.layer_groups = ("head", "encoder_1", "encoder_0", "embeddings")  # top first
@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import traverse_util
+
+from encdec_jax import starts
 
 
 DEFAULT_GROUP_RULES = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"),
@@ -154,24 +156,15 @@ def _group_settings(config, group: str) -> dict:
 
 def make_plan(config, params) -> Plan:
   """Groups, settings and start steps for `params` under `config`."""
-  rules = tuple(config.get("param_groups", DEFAULT_GROUP_RULES))
-  if isinstance(params, dict) and set(params) == {"base", "lora"}:
-    # A LoRA run (encdec_jax/lora): the base frozen, adapters in their groups.
-    from encdec_jax.lora import adapters  # pylint: disable=g-import-not-at-top
-    rules = tuple(config.lora.get("param_groups") or
-                  adapters.group_rules(config.lora.get("train_base", False)))
+  start = starts.get(config)
+  rules = start.group_rules(config) or tuple(
+      config.get("param_groups", DEFAULT_GROUP_RULES))
   labels = {path: _label(path_name(path), rules)
             for path in traverse_util.flatten_dict(params)}
   groups = sorted(set(labels.values()))
   layer_groups = tuple(config.get("layer_groups", ()))
-  frozen = set(config.get("frozen_groups", ())) | {FROZEN}
-  if config.get("init_encoder") and not config.get("init_encoder_trainable"):
-    # fastai's load_encoder: a transferred encoder starts frozen, except for
-    # groups that a gradual-unfreezing schedule (layer_groups) takes over.
-    encoder_only = {g for g in groups
-                    if all(p[0] == "encoder" for p, h in labels.items()
-                           if h == g)}
-    frozen |= encoder_only - set(layer_groups)
+  frozen = (set(config.get("frozen_groups", ())) | {FROZEN} |
+            start.frozen(config, labels))
   _check_names(layer_groups, groups, "config.layer_groups")
   _check_names(set(frozen) - {FROZEN}, groups, "config.frozen_groups")
   _check_names(config.get("group_optim", {}).keys(), groups,

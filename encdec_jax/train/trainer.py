@@ -7,68 +7,21 @@ SIGINT/SIGTERM (Ctrl-C, a preemption notice) finish the current step, save,
 and exit cleanly.
 """
 
-import contextlib
 import dataclasses
 import os
-import signal
 import time
 from typing import Any
 
 import jax
 
-from encdec_jax import checkpoint, parallel
-from encdec_jax.lora import training as lora_training
-from encdec_jax.pretrained import finetune
+from encdec_jax import checkpoint, parallel, starts
 from encdec_jax.train import evaluators, example_log, experiment
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import param_groups
 from encdec_jax.train import step as step_lib
+from encdec_jax.train import stop_request
 from encdec_jax.train import workdir_lock
 from encdec_jax.train import tally as tally_lib
-
-
-class _EvaluationStopped(Exception):
-  """A stop request cut an evaluation short."""
-
-
-class _StopRequest:
-  """Turns SIGINT/SIGTERM into a flag the loop checks between steps.
-
-  An evaluation does not wait for the flag: it can take minutes (beam
-  search over a whole split), longer than a preemption notice gives. Inside
-  `evaluation()` the signal stops it at once; its step is checkpointed
-  already, and the rerun evaluates that step again.
-  """
-
-  def __init__(self):
-    self.signal = None
-    self._evaluating = False
-    self._previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      self._previous[sig] = signal.signal(sig, self._handle)
-
-  def _handle(self, signum, frame):
-    if self.signal is not None:  # a second Ctrl-C: the usual behaviour, now
-      self.restore()
-      signal.raise_signal(signum)
-    self.signal = signum
-    if self._evaluating:
-      self._evaluating = False  # raise once
-      raise _EvaluationStopped()
-
-  @contextlib.contextmanager
-  def evaluation(self):
-    if self.signal is not None:
-      raise _EvaluationStopped()
-    self._evaluating = True
-    try:
-      yield
-    finally:
-      self._evaluating = False
-
-  def restore(self):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 def _describe_groups(plan, params, step: int) -> str:
@@ -150,21 +103,6 @@ def dropout_key(config) -> jax.Array:
   return jax.random.key(config.seed + 1, impl=impl)
 
 
-def request_determinism(config) -> None:
-  """config.deterministic (default True): bit-identical reruns and resumes.
-
-  XLA on CPU and TPU is deterministic already, so this costs nothing there
-  (the resume tests check bit-equality on CPU). On GPU it adds
-  --xla_gpu_deterministic_ops (deterministic scatter-adds and reductions,
-  slower: embedding gradients are scatter-adds). XLA reads the flag when the
-  backend starts, so call this before the first JAX computation.
-  """
-  flag = "--xla_gpu_deterministic_ops=true"
-  flags = os.environ.get("XLA_FLAGS", "")
-  if config.get("deterministic", True) and flag not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
-
-
 def train_and_evaluate(config, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if it has a checkpoint).
 
@@ -172,11 +110,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   run is still setting up (a preemption notice during compilation) stops it
   at the first step boundary like any other.
   """
-  stop = _StopRequest()
+  stop = stop_request.StopRequest()
   try:
-    request_determinism(config)  # before check_config starts the backend
+    experiment.request_determinism(config)  # before check_config starts the backend
     # Checked before the lock file is written: a bad value writes nothing.
     experiment.check_config(config)
+    if not starts.get(config).trains:
+      raise ValueError(starts.get(config).train_refusal)
     experiment.check_writable(workdir)
     with workdir_lock.WorkdirLock(workdir):  # one run per workdir
       return _train(config, workdir, stop)
@@ -201,10 +141,10 @@ class _Run:
   writer: Any = None
   examples: Any = None  # example_log.ExampleLog, if recorded
   saved_step: int | None = None
-  stop: _StopRequest | None = None
+  stop: stop_request.StopRequest | None = None
 
 
-def _train(config, workdir: str, stop: _StopRequest) -> dict:
+def _train(config, workdir: str, stop: stop_request.StopRequest) -> dict:
   """Set up, resume (or start afresh), loop, then finish or stop."""
   run = _set_up(config, workdir)
   run.stop = stop
@@ -226,7 +166,7 @@ def _train(config, workdir: str, stop: _StopRequest) -> dict:
 def _set_up(config, workdir: str) -> _Run:
   """Checks the config, opens the data, builds the model and the step."""
   start = time.time()
-  request_determinism(config)
+  experiment.request_determinism(config)
   exp = experiment.setup(config, workdir, train_tokenizer=True)
   # The parameter groups are checked before config.json and checkpoints/
   # are written.
@@ -236,8 +176,7 @@ def _set_up(config, workdir: str) -> _Run:
                                     max_to_keep=config.keep_checkpoints)
   stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
                      dropout_key(config))
-  meta = lora_training.add_meta(config, experiment.checkpoint_meta(exp),
-                                lambda: experiment.abstract_params(exp))
+  meta = experiment.resume_meta(exp)
   return _Run(config, workdir, exp, manager, meta,
               plan, stepper, jax.random.key(config.seed), start)
 
@@ -255,28 +194,19 @@ def _abstract_state(run: _Run, step: int):
   abstract = jax.eval_shape(
       lambda rng: experiment.create_state(
           run.exp, _optimizer_for(run, step), rng)[0], run.init_rng)
-  return lora_training.for_checkpoint(parallel.abstract(
+  return run.exp.start.saved(run.config, parallel.abstract(
       abstract, parallel.state_shardings(abstract, run.exp.mesh,
                                          parallel.axis_rules(run.config))))
 
 
 def _fresh_state(run: _Run):
-  """A new state, with config.init_encoder's encoder if one is given."""
+  """A new state whose params the start gives: initialised, an encoder
+  transferred, an import, a LoRA base beside fresh adapters."""
   state = experiment.create_state(run.exp, _optimizer_for(run, 0),
                                   run.init_rng)[0]
-  # A LoRA run (encdec_jax/lora): the base from config.lora.base.
-  state = state.replace(params=lora_training.fresh_params(run.config,
-                                                          state.params))
-  if run.config.get("init_encoder"):
-    state = state.replace(params=experiment.load_encoder(run.exp,
-                                                         state.params))
-  # An imported model (pretrained/finetune); under LoRA, init_from gives the
-  # architecture, tokenizer and origin only: the base is config.lora.base's.
-  if run.config.get("init_from") and not lora_training.enabled(run.config):
-    state = state.replace(params=finetune.initial_params(run.config,
-                                                         state.params))
-    mw.log(f"params from config.init_from={run.config.init_from}")
-  return state
+  return state.replace(params=run.exp.start.initial_params(
+      run.config, state.params, lambda: experiment.encoder_spec(run.exp),
+      mw.log))
 
 
 def _resume_or_start(run: _Run):
@@ -286,13 +216,14 @@ def _resume_or_start(run: _Run):
   checkpoint.remove_unfinished(run.manager)
   resume_step = 0
   if run.manager.latest_step() is not None:
-    lora_training.check_resume(run.manager, run.meta)  # the same base
+    run.exp.start.check_resume(run.manager, run.meta)  # e.g. the same base
     state, data_state, resume_step = checkpoint.resume(
         run.manager, lambda step: _abstract_state(run, step), run.meta,
-        policy=run.config.get("corrupt_checkpoint", "fallback"), log=mw.log)
+        policy=run.config.get("corrupt_checkpoint", "fallback"), log=mw.log,
+        unchecked=run.exp.start.unchecked_meta)
     run.train_iter.set_state(data_state)
-    state = lora_training.with_base(run.config, state,
-                                    experiment.abstract_params(run.exp))
+    state = run.exp.start.completed(
+        run.config, state, lambda: experiment.abstract_params(run.exp))
     mw.log(f"resumed from {run.manager.directory} at step {int(state.step)}")
   else:
     state = _fresh_state(run)
@@ -328,7 +259,7 @@ def _evaluate_resumed_step(run: _Run, state, resume_step: int) -> None:
     _evaluate(run, state, resume_step)
 
 
-def _loop(run: _Run, state, stop: _StopRequest):
+def _loop(run: _Run, state, stop: stop_request.StopRequest):
   """Trains to config.num_train_steps, or to the first step boundary after
   a stop signal; (state, step)."""
   config = run.config
@@ -386,7 +317,7 @@ def _evaluate(run: _Run, state, step: int, split: str = "validation",
     with run.stop.evaluation():
       return run.evaluate_fn(state.params, run.writer, step,
                              time.time() - run.start, split=split, **sizes)
-  except _EvaluationStopped:
+  except stop_request.EvaluationStopped:
     mw.log(f"the {split} evaluation at step {step} was cut short by signal "
            f"{run.stop.signal}; the rerun evaluates again.")
     return None
@@ -396,7 +327,7 @@ def _save(run: _Run, state, step: int) -> None:
   if run.saved_step != step:  # a stop right after a periodic save saves once
     if run.examples:
       run.examples.flush()  # the log must cover every step a checkpoint holds
-    checkpoint.save(run.manager, lora_training.for_checkpoint(state),
+    checkpoint.save(run.manager, run.exp.start.saved(run.config, state),
                     run.train_iter.get_state(), run.meta)
     run.saved_step = step
 

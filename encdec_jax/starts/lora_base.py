@@ -1,15 +1,19 @@
-"""The trainer's and the readers' LoRA hooks: the base, adapter-only
-checkpoints and the check that an adapter meets the base it was trained on.
+"""LoRA on a trained base: config.lora.targets with config.lora.base.
 
-A LoRA run (config.lora.targets set) trains {"base": ..., "lora": adapters};
-the base comes from config.lora.base, a workdir (its newest checkpoint) or a
-save_encoder-style params dir is not accepted: a whole trained model is. Its
-checkpoints hold only the adapters and their optimizer state (the base is
-frozen: set_to_zero, no state) and name the base by path and content hash in
+A LoRA run trains {"base": ..., "lora": adapters} (lora/adapters.py). The
+base is a whole trained model: config.lora.base names its workdir, whose
+newest checkpoint is read. The architecture and tokenizer are those of the
+start beneath it, scratch or a Hugging Face import (starts/hf_import.py:
+LoRA on an imported model), and the base's tokenizer is installed beside
+them. The base is frozen (set_to_zero: no optimizer state) and the adapters
+train in groups lora_encoder / lora_decoder / lora; under
+config.lora.train_base (a comparison arm) the base trains and the adapters
+are frozen.
+
+Its checkpoints hold only the adapters and their optimizer state (all of it
+under train_base) and name the base by path and content hash in
 meta["lora"]; a resume or a decode against a base with another hash is
 refused in one line naming both.
-
-Every function here is a no-op for a run without LoRA.
 """
 
 import os
@@ -18,14 +22,10 @@ import jax
 
 from encdec_jax import checkpoint, parallel
 from encdec_jax.lora import adapters
+from encdec_jax.starts.base import Start
 
 
-def enabled(config) -> bool:
-  lora = config.get("lora")
-  return bool(lora and lora.get("targets"))
-
-
-def _is_lora_tree(params) -> bool:
+def is_lora_tree(params) -> bool:
   return isinstance(params, dict) and set(params) == {"base", "lora"}
 
 
@@ -62,34 +62,16 @@ def load_base(config, abstract_base):
       jax.tree.structure(abstract_base), shardings)), digest
 
 
-def base_meta(config, abstract_base) -> dict:
+def _meta(config, abstract_params) -> dict:
   """meta["lora"] of the run's checkpoints: base path and hash, targets."""
-  _, digest = load_base(config, abstract_base)
-  return {"base": os.path.abspath(config.lora.base), "base_hash": digest,
-          "train_base": bool(config.lora.get("train_base")),
-          "targets": [str(t) if isinstance(t, str) else repr(tuple(t))
-                      for t in config.lora.targets]}
-
-
-def adapter_mode(config) -> bool:
-  """config.lora.adapter: an exported adapter on the base run in --workdir."""
-  lora = config.get("lora")
-  return bool(lora and lora.get("adapter"))
-
-
-# config.lora.train_base of the run being set up: its checkpoints then keep
-# the (trained) base. Set by add_meta, which the trainer calls first.
-_KEEP_BASE = [False]
-
-
-def add_meta(config, meta: dict, abstract_params) -> dict:
-  """`meta` with meta["lora"] for a LoRA run (unchanged otherwise)."""
-  _KEEP_BASE[0] = bool(enabled(config) and config.lora.get("train_base"))
-  if not enabled(config) or adapter_mode(config):
-    return meta
   if callable(abstract_params):  # (only a LoRA run pays for the shapes)
     abstract_params = abstract_params()
-  return dict(meta, lora=base_meta(config, abstract_params["base"]))
+  _, digest = load_base(config, abstract_params["base"])
+  return {"lora": {
+      "base": os.path.abspath(config.lora.base), "base_hash": digest,
+      "train_base": bool(config.lora.get("train_base")),
+      "targets": [str(t) if isinstance(t, str) else repr(tuple(t))
+                  for t in config.lora.targets]}}
 
 
 def check_base(saved_meta: dict, expected_meta: dict, where: str) -> None:
@@ -105,9 +87,9 @@ def check_base(saved_meta: dict, expected_meta: dict, where: str) -> None:
         "or a new --workdir.")
 
 
-def check_resume(manager, expected_meta: dict) -> None:
+def _check_resume(manager, expected_meta: dict) -> None:
   """Before a resume: the newest checkpoint's base must be this one."""
-  if "lora" not in expected_meta or manager.latest_step() is None:
+  if manager.latest_step() is None:
     return
   try:
     saved = checkpoint.read_meta(manager)
@@ -116,47 +98,39 @@ def check_resume(manager, expected_meta: dict) -> None:
   check_base(saved, expected_meta, str(manager.directory))
 
 
-def fresh_params(config, params):
+def _initial_params(config, params, encoder_spec, log):
   """A fresh LoRA state's params: the base loaded from config.lora.base."""
-  if not _is_lora_tree(params):
-    return params
-  abstract = parallel.abstract(params["base"])
-  base, _ = load_base(config, abstract)
+  del encoder_spec, log
+  base, _ = load_base(config, parallel.abstract(params["base"]))
   return {"base": base, "lora": params["lora"]}
 
 
-def for_checkpoint(state):
+def _saved(config, state):
   """What a LoRA run saves: the state with params = {"lora": adapters}
   (all of it under config.lora.train_base: the base trains too)."""
-  if _is_lora_tree(state.params) and not _KEEP_BASE[0]:
+  if is_lora_tree(state.params) and not config.lora.get("train_base"):
     return state.replace(params={"lora": state.params["lora"]})
   return state
 
 
-def saved_params(params):
-  """The params a checkpoint of this run holds ({"lora": ...} for LoRA)."""
-  return {"lora": params["lora"]} if _is_lora_tree(params) else params
-
-
-def with_base(config, saved, abstract_params):
-  """The params tree of a restored adapter-only checkpoint (`saved` is a
-  state or a params tree) with the base put back."""
-  params = saved.params if hasattr(saved, "params") else saved
+def with_base(config, restored, abstract_params):
+  """The params tree of a restored adapter-only checkpoint (`restored` is a
+  state or a params tree) with the base put back; `abstract_params()` gives
+  the whole tree's shapes."""
+  params = restored.params if hasattr(restored, "params") else restored
   if not (isinstance(params, dict) and set(params) == {"lora"}):
-    return saved  # a whole {"base", "lora"} tree (train_base) or plain
-  base, _ = load_base(config, parallel.abstract(abstract_params["base"]))
+    return restored  # a whole {"base", "lora"} tree (train_base) or plain
+  base, _ = load_base(config, parallel.abstract(abstract_params()["base"]))
   full = {"base": base, "lora": params["lora"]}
-  return saved.replace(params=full) if hasattr(saved, "params") else full
+  return (restored.replace(params=full) if hasattr(restored, "params")
+          else full)
 
 
-def read_target(config, manager, abstract):
-  """What a reader (eval/decode) restores from the workdir's checkpoint:
-  the adapters of an adapter-only checkpoint, the base run's params under
-  config.lora.adapter, a plain model's params (a merged one) as they are."""
-  if not _is_lora_tree(abstract):
-    return abstract
-  if adapter_mode(config):
-    return abstract["base"]
+def _read_target(config, manager, abstract):
+  """What a reader (eval/decode) restores: the adapters of an adapter-only
+  checkpoint, a whole tree (train_base), or a plain (merged) model's
+  params as they are."""
+  del config
   try:
     saved = checkpoint.read_meta(manager)
   except Exception:  # unreadable: checkpoint.resume's policy reports it
@@ -167,12 +141,35 @@ def read_target(config, manager, abstract):
       "train_base") else {"lora": abstract["lora"]}
 
 
-def after_read(config, params, abstract):
-  """The params a reader runs: base + adapters (unmerged), or plain."""
-  if not _is_lora_tree(abstract):
-    return params
-  if adapter_mode(config):
-    from encdec_jax.lora import store  # pylint: disable=g-import-not-at-top
-    lora = store.load_adapter(config.lora.adapter, params, config.lora)
-    return {"base": params, "lora": lora}
-  return with_base(config, params, abstract)
+def group_rules(config) -> tuple:
+  """config.lora.param_groups, else the base frozen and the adapters in
+  lora_encoder / lora_decoder / lora (adapters.group_rules)."""
+  return tuple(config.lora.get("param_groups") or
+               adapters.group_rules(config.lora.get("train_base", False)))
+
+
+def on(beneath: Start) -> Start:
+  """LoRA on the architecture and tokenizer of `beneath`."""
+
+  def install(config, workdir, reads_text):
+    beneath.install(config, workdir, reads_text)
+    if reads_text:  # a LoRA run reads the base's tokens
+      checkpoint.install_encoder_tokenizer(config.lora.base, workdir)
+
+  return Start(
+      f"lora_base on {beneath.name}",
+      configure=beneath.configure,
+      install=install,
+      vocab_size=beneath.vocab_size,
+      wrap_model=lambda model, config: adapters.LoraModel(model, config.lora),
+      initial_params=_initial_params,
+      group_rules=group_rules,
+      meta=_meta,
+      # The base is found by its path, but identified by its hash: a base
+      # moved elsewhere (and named again by config.lora.base) is the same.
+      unchecked_meta=("lora.base",),
+      check_resume=_check_resume,
+      saved=_saved,
+      completed=with_base,
+      read_target=_read_target,
+  )

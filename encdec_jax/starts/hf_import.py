@@ -1,10 +1,10 @@
-r"""Fine-tuning an imported model with the normal trainer: --config.init_from.
+r"""A Hugging Face model imported by import_hf: config.init_from.
 
   python -m encdec_jax.pretrained.import_hf flan-t5-small/ pretrained/flan
   python -m encdec_jax.main --config=experiments/t5_finetune.py \
       --config.init_from=pretrained/flan --workdir=runs/flan --mode=train
 
-With config.init_from (an import_hf directory) the experiment
+With config.init_from (an import_hf directory) the run
   - takes the model's architecture from its pretrained.json: config.model
     keeps only the run-level fields of RUN_FIELDS (dropout rates, dtypes,
     remat, scan_layers) and any other field it names must agree;
@@ -17,7 +17,9 @@ With config.init_from (an import_hf directory) the experiment
     `python -m encdec_jax.pretrained.export_hf <workdir> OUT` writes the
     fine-tuned model in Hugging Face format.
 Everything else (separate encoder/decoder optimizers, frozen groups, ULMFiT
-schedules, checkpoints and resume, eval/decode) is the trainer's.
+schedules, checkpoints and resume, eval/decode) is the trainer's. Under LoRA
+(starts/lora_base.py) this start gives the architecture, tokenizer and
+origin, and the base comes from config.lora.base.
 
 The data pipeline pads with id 0 and the decoding loop starts from id 0:
 T5's own ids (pad 0, start 0, EOS 1). BART (pad 1, start 2) and Marian (pad
@@ -29,17 +31,16 @@ import os
 import shutil
 
 import jax
-import numpy as np
 from flax import traverse_util
 
 from encdec_jax.data import tokenizer as tokenizer_lib
-from encdec_jax.pretrained import import_hf
+from encdec_jax.pretrained import export_hf, import_hf, stacking
+from encdec_jax.starts.base import Start
 
 # config.model fields a fine-tuning run may set itself; every other field
 # comes from the imported model.
 RUN_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype",
               "param_dtype", "remat", "scan_layers")
-ORIGIN = "pretrained"  # <workdir>/pretrained: pretrained.json + hf/
 # tokenizer kind (import_hf.TOKENIZER_FILES) -> config.tokenizer
 TRAINER_TOKENIZERS = {"t5_sentencepiece": "sentencepiece", "bytes": "bytes"}
 
@@ -49,7 +50,7 @@ def _meta(config) -> dict | None:
   return import_hf.read_meta(path) if path else None
 
 
-def merge_model(config) -> None:
+def configure(config) -> None:
   """config.model <- the imported architecture (+ config's RUN_FIELDS);
   a no-op without config.init_from. Idempotent (resume, eval)."""
   meta = _meta(config)
@@ -66,7 +67,7 @@ def merge_model(config) -> None:
         f"config.init_from={config.init_from} is a {meta['family']} model "
         f"(pad id {fields['pad_id']}, EOS {meta['eos_id']}); the trainer "
         "fine-tunes T5-family models only (pad 0, EOS 1): its data pipeline "
-        "pads with 0 (see encdec_jax/pretrained/finetune.py)")
+        "pads with 0 (see encdec_jax/starts/hf_import.py)")
   model = config.model
   for key, value in model.items():
     if key in RUN_FIELDS or key == "family":
@@ -94,14 +95,14 @@ def merge_model(config) -> None:
         f"tokens; set --config.tokenizer={kind}")
 
 
-def model_vocab_size(config) -> int | None:
+def vocab_size(config) -> int | None:
   """The imported model's vocabulary size (T5: 32128, more than its
   SentencePiece model's 32000 ids), or None without init_from."""
   meta = _meta(config)
   return meta["model"]["vocab_size"] if meta else None
 
 
-def install(config, workdir: str) -> None:
+def install(config, workdir: str, reads_text: bool = True) -> None:
   """Puts the imported tokenizer and the origin files in the workdir (before
   training reads or trains a tokenizer); a no-op without init_from."""
   meta = _meta(config)
@@ -121,7 +122,7 @@ def install(config, workdir: str) -> None:
               "vocabulary; use a new --workdir")
     else:
       tokenizer_lib.write_model_proto(target, proto)
-  origin = os.path.join(workdir, ORIGIN)
+  origin = os.path.join(workdir, export_hf.ORIGIN)
   if not os.path.isfile(os.path.join(origin, "pretrained.json")):
     tmp = origin + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -132,43 +133,13 @@ def install(config, workdir: str) -> None:
     os.replace(tmp, origin)
 
 
-def stack_layers(flat: dict) -> dict:
-  """{.../layers_{i}/...: x} -> {.../layers/...: stack of x over i} (the
-  scan_layers layout)."""
-  groups, out = {}, {}
-  for path, value in flat.items():
-    for j, part in enumerate(path):
-      if part.startswith("layers_") and part[7:].isdigit():
-        key = path[:j] + ("layers",) + path[j + 1:]
-        groups.setdefault(key, {})[int(part[7:])] = value
-        break
-    else:
-      out[path] = value
-  for key, by_layer in groups.items():
-    out[key] = np.stack([by_layer[i] for i in range(len(by_layer))])
-  return out
-
-
-def unstack_layers(flat: dict) -> dict:
-  """The inverse of stack_layers."""
-  out = {}
-  for path, value in flat.items():
-    if "layers" in path:
-      j = path.index("layers")
-      for i in range(value.shape[0]):
-        out[path[:j] + (f"layers_{i}",) + path[j + 1:]] = value[i]
-    else:
-      out[path] = value
-  return out
-
-
-def initial_params(config, target_params):
+def initial_params(config, target_params, encoder_spec=None, log=print):
   """The imported params, laid out (and sharded) like `target_params` (the
   fresh state's): every leaf must be there with its shape."""
   _, params, _ = import_hf.load(config.init_from)
   flat = traverse_util.flatten_dict(params)
   if config.model.get("scan_layers"):
-    flat = stack_layers(flat)
+    flat = stacking.stack_layers(flat)
   target = traverse_util.flatten_dict(target_params)
   name = lambda k: "/".join(k)
   missing = sorted(name(k) for k in set(target) - set(flat))
@@ -184,29 +155,14 @@ def initial_params(config, target_params):
                        f"{tuple(value.shape)}")
   placed = {k: jax.device_put(flat[k].astype(v.dtype), v.sharding)
             for k, v in target.items()}
+  log(f"params from config.init_from={config.init_from}")
   return traverse_util.unflatten_dict(placed)
 
 
-def latest_params(workdir: str):
-  """The params of a fine-tuning workdir's latest checkpoint, in the
-  import's (unstacked) layout; needs no data, only the workdir."""
-  from encdec_jax import checkpoint
-  from encdec_jax.train import experiment
-  config = experiment.load_config(workdir)
-  meta = import_hf.read_meta(os.path.join(workdir, ORIGIN))
-  fields = dict(meta["model"])
-  for key in ("scan_layers", "dtype", "param_dtype"):
-    if key in config.model:
-      fields[key] = config.model[key]
-  model_config = import_hf.config_from_fields(fields)
-  abstract = import_hf.abstract_params(model_config)
-  if not checkpoint.has_checkpoint(workdir):
-    raise FileNotFoundError(f"{workdir} holds no checkpoint to export")
-  manager = checkpoint.make_manager(workdir, async_save=False)
-  params, _ = checkpoint.restore_params(manager, abstract)
-  flat = {k: np.asarray(v) for k, v in
-          traverse_util.flatten_dict(jax.device_get(params)).items()}
-  if model_config.scan_layers:
-    flat = unstack_layers(flat)
-  return traverse_util.unflatten_dict(flat)
-
+START = Start(
+    "hf_import",
+    configure=configure,
+    install=install,
+    vocab_size=vocab_size,
+    initial_params=initial_params,
+)
