@@ -74,14 +74,10 @@ def _read_tree(path: str) -> dict:
     return ckpt.restore(where, target)
 
 
-def configure(config) -> None:
-  """config.lora.targets/rank/alpha/init_std from the adapter named by
-  config.lora.adapter (its own settings win: they are what it was trained
-  with)."""
-  lora_config = config.get("lora")
-  if not lora_config or not lora_config.get("adapter"):
-    return
-  spec = read_spec(lora_config.adapter)
+def configure(lora_config, path: str) -> None:
+  """lora_config.targets/rank/alpha/init_std from the adapter at `path`
+  (its own settings win: they are what it was trained with)."""
+  spec = read_spec(path)
   lora_config.targets = tuple(t if isinstance(t, str) else (t[0], t[1])
                               for t in spec["targets"])
   for k in ("rank", "alpha", "init_std"):

@@ -28,7 +28,8 @@ def on(beneath: Start) -> Start:
 
   def configure(config):
     beneath.configure(config)
-    store.configure(config)  # the adapter's targets, rank, alpha
+    # The adapter's targets, rank and alpha.
+    store.configure(config.lora, config.lora.adapter)
 
   return Start(
       f"lora_adapter on {beneath.name}",
