@@ -131,6 +131,12 @@ def _circles(imports) -> list:
   return found
 
 
+def _is_lora(node) -> bool:
+  """config.lora, or a name for it (lora_config)."""
+  return ((isinstance(node, ast.Attribute) and node.attr == "lora") or
+          (isinstance(node, ast.Name) and node.id in ("lora", "lora_config")))
+
+
 def _start_reads(modules: dict) -> list:
   """Reads of the start fields outside the starts layer: config.init_from,
   config.get("init_encoder"), config.lora.base, lora.get("adapter")."""
@@ -146,9 +152,7 @@ def _start_reads(modules: dict) -> list:
       name = None
       if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
         if node.attr in START_FIELDS or (
-            node.attr in LORA_START_FIELDS and
-            isinstance(node.value, ast.Attribute) and
-            node.value.attr == "lora"):
+            node.attr in LORA_START_FIELDS and _is_lora(node.value)):
           name = node.attr
       elif (isinstance(node, ast.Call) and
             isinstance(node.func, ast.Attribute) and
@@ -156,12 +160,11 @@ def _start_reads(modules: dict) -> list:
             isinstance(node.args[0], ast.Constant)):
         key, owner = node.args[0].value, node.func.value
         if key in START_FIELDS or (
-            key in LORA_START_FIELDS and isinstance(owner, ast.Attribute)
-            and owner.attr == "lora"):
+            key in LORA_START_FIELDS and _is_lora(owner)):
           name = key
       if name:
-        bad.append(f"{module}:{node.lineno} reads {name}")
-  return bad
+        bad.append((module, node.lineno, node.col_offset, name))
+  return [f"{m}:{line} reads {name}" for m, line, _, name in sorted(bad)]
 
 
 def test_no_import_goes_up_a_layer():
@@ -201,7 +204,9 @@ def bad_package(tmp_path):
       "from encdec_jax.nn import a\n"
       "def f(config):\n"
       "  from encdec_jax.starts import c\n"
-      "  return config.init_from or config.lora.get('adapter')\n")
+      "  return config.init_from or config.lora.get('adapter')\n"
+      "def h(lora_config):\n"
+      "  return lora_config.base\n")
   (pkg / "starts" / "c.py").write_text(
       "def g(config):\n  return config.lora.base\n")
   return _modules(str(pkg))
@@ -215,4 +220,5 @@ def test_the_checks_catch_each_violation(bad_package):
       "encdec_jax.train.b:3 imports encdec_jax.starts.c inside f()"]
   assert _circles(imports) == [["encdec_jax.nn.a", "encdec_jax.train.b"]]
   assert _start_reads(bad_package) == ["encdec_jax.train.b:4 reads init_from",
-                                       "encdec_jax.train.b:4 reads adapter"]
+                                       "encdec_jax.train.b:4 reads adapter",
+                                       "encdec_jax.train.b:6 reads base"]
