@@ -21,7 +21,6 @@ EncDecAttention.relative_attention_bias are not written back.
 import os
 import shutil
 import sys
-import tempfile
 
 import jax
 import numpy as np
@@ -29,7 +28,7 @@ from flax import traverse_util
 
 from encdec_jax import checkpoint
 from encdec_jax.pretrained import hf as hf_lib
-from encdec_jax.pretrained import import_hf, stacking
+from encdec_jax.pretrained import import_hf, output_dir, stacking
 
 # What a fine-tuning workdir keeps of its pretrained origin (the trainer
 # copies it there): pretrained.json and hf/.
@@ -42,20 +41,11 @@ def export_params(params, meta: dict, hf_files_dir: str, out_dir: str) -> None:
   family = import_hf.FAMILIES[meta["family"]]
   config = import_hf.config_from_fields(meta["model"])
   tensors = hf_lib.export_tensors(params, family.weight_table(config))
-  if os.path.exists(out_dir) and os.listdir(out_dir):
-    raise FileExistsError(f"{out_dir} exists and is not empty")
-  parent = os.path.dirname(os.path.abspath(out_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".export_hf-", dir=parent)
-  try:
+  with output_dir.new_directory(out_dir, "export_hf") as tmp:
     for name in sorted(os.listdir(hf_files_dir)):
-      shutil.copy2(os.path.join(hf_files_dir, name), os.path.join(tmp, name))
+      shutil.copyfile(os.path.join(hf_files_dir, name),
+                      os.path.join(tmp, name))
     hf_lib.write_tensors(os.path.join(tmp, "model.safetensors"), tensors)
-    if os.path.exists(out_dir):
-      os.rmdir(out_dir)
-    os.replace(tmp, out_dir)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def origin_dir(src: str) -> str:
@@ -94,6 +84,7 @@ def latest_params(workdir: str):
 
 
 def export_hf(src: str, out_dir: str) -> None:
+  output_dir.check_target(out_dir, "export_hf")  # before restoring anything
   origin = origin_dir(src)
   meta = import_hf.read_meta(origin)
   if origin == src:

@@ -15,8 +15,10 @@ keeps them.
 """
 
 import dataclasses
+import errno
 import json
 import os
+import re
 from typing import Callable
 
 import numpy as np
@@ -135,9 +137,17 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
 
 
 def write_tensors(path: str, tensors: dict[str, np.ndarray]) -> None:
-  from safetensors.numpy import save_file  # optional, as in read_tensors
-  save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
-            metadata={"format": "pt"})
+  """`tensors` as a .safetensors file; a failed write (a full disk) is an
+  OSError naming `path` (safetensors raises its own error type)."""
+  from safetensors import SafetensorError  # optional, as in read_tensors
+  from safetensors.numpy import save_file
+  try:
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
+              metadata={"format": "pt"})
+  except SafetensorError as e:
+    code = re.search(r"\(os error (\d+)\)", str(e))
+    number = int(code.group(1)) if code else errno.EIO
+    raise OSError(number, os.strerror(number), path) from e
 
 
 def import_params(tensors: dict[str, np.ndarray], table: list[Weight],

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -41,9 +40,9 @@ from flax import traverse_util
 
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.nn.config import TransformerConfig
-from encdec_jax.pretrained import bart, marian, t5
+from encdec_jax.pretrained import bart, config_json, hf_tokenizers, marian
 from encdec_jax.pretrained import hf as hf_lib
-from encdec_jax.pretrained import weight_files
+from encdec_jax.pretrained import output_dir, t5, weight_files
 from encdec_jax.pretrained.hf import PretrainedError
 
 FORMAT = "encdec_jax.pretrained/1"
@@ -125,11 +124,7 @@ def convert(model_dir: str, dtype=np.float32):
 
   Floating-point weights (float16, bfloat16, ...) become `dtype` (float32 by
   default; None keeps the checkpoint's dtypes)."""
-  config_path = os.path.join(model_dir, "config.json")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"{model_dir} has no config.json: not a Hugging "
-                            "Face model directory")
-  hf = hf_lib.read_json(config_path)
+  hf = config_json.read(model_dir)
   family = family_of(hf)
   weights = weight_files.find_weights(model_dir)
   tensors = family_normalize(family, weights.read(dtype))
@@ -146,30 +141,51 @@ def family_normalize(family, tensors: dict) -> dict:
   return bart.strip_prefix(tensors) if family in (bart, marian) else tensors
 
 
-def import_hf(model_dir: str, out_dir: str) -> TransformerConfig:
+def import_hf(model_dir: str, out_dir: str, log=None) -> TransformerConfig:
   """Writes `model_dir` (Hugging Face format) to `out_dir` (see the module
-  docstring); returns the model's config. Nothing is written on an error."""
-  if os.path.exists(out_dir) and os.listdir(out_dir):
-    raise FileExistsError(f"{out_dir} exists and is not empty")
+  docstring); returns the model's config. Nothing is written on an error;
+  what a killed run left beside out_dir is removed (output_dir)."""
+  output_dir.check_target(out_dir, "import_hf", log)
   family, config, params, eos_id = convert(model_dir)
   kind = tokenizer_kind(model_dir, family)
-  parent = os.path.dirname(os.path.abspath(out_dir))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=".import_hf-", dir=parent)
-  try:
+  check_tokenizer(model_dir, kind, config)
+  with output_dir.new_directory(out_dir, "import_hf", log) as tmp:
     save(tmp, family.NAME, config, params, eos_id, kind)
     os.makedirs(os.path.join(tmp, "hf"))
     for name in sorted(os.listdir(model_dir)):
       path = os.path.join(model_dir, name)
       if (os.path.isfile(path) and name.endswith(HF_FILE_SUFFIXES)
           and name not in WEIGHTS):
-        shutil.copy2(path, os.path.join(tmp, "hf", name))
-    if os.path.exists(out_dir):
-      os.rmdir(out_dir)
-    os.replace(tmp, out_dir)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copyfile(path, os.path.join(tmp, "hf", name))
   return config
+
+
+def check_tokenizer(model_dir: str, kind: str,
+                    config: TransformerConfig) -> None:
+  """The tokenizer files load, and every id they give has a row in the
+  model's embedding (JAX would clamp a larger id to the last row, without
+  a word)."""
+  files = ", ".join(TOKENIZER_FILES[kind]) or "the byte tokenizer"
+  try:
+    tokenizer = hf_tokenizers.load_tokenizer(model_dir, kind)
+  except (RuntimeError, ValueError, UnicodeDecodeError, KeyError) as e:
+    what = {"t5_sentencepiece": "a SentencePiece model",
+            "marian": "Marian's SentencePiece models and vocabulary",
+            "bart_bpe": "a tokenizers tokenizer.json"}.get(kind, kind)
+    # sentencepiece's own text names its C++ source line, not the problem.
+    detail = ("a truncated or wrong download?" if isinstance(e, RuntimeError)
+              else " ".join(str(e).split())[:200] or type(e).__name__)
+    where = (os.path.join(model_dir, files) if len(TOKENIZER_FILES[kind]) == 1
+             else f"{files} in {model_dir}")
+    raise PretrainedError(
+        f"{where} cannot be read as {what} ({detail}); download the model's "
+        "tokenizer files again") from None
+  rows = min(config.vocab_size, config.output_vocab_size or config.vocab_size)
+  if tokenizer.vocab_size > rows:
+    raise PretrainedError(
+        f"{files} has {tokenizer.vocab_size} tokens but the model's embedding "
+        f"has {rows} rows (config.json vocab_size): ids {rows} and up would "
+        "have no embedding; use the tokenizer that came with these weights")
 
 
 def save(out_dir: str, family: str, config: TransformerConfig, params,
@@ -204,22 +220,59 @@ def config_from_fields(fields: dict) -> TransformerConfig:
 def read_meta(pretrained_dir: str) -> dict:
   path = os.path.join(pretrained_dir, "pretrained.json")
   if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"{pretrained_dir} has no pretrained.json; make it with: python -m "
-        "encdec_jax.pretrained.import_hf HF_MODEL_DIR "
-        f"{pretrained_dir}")
-  meta = hf_lib.read_json(path)
-  if meta.get("format") != FORMAT:
-    raise PretrainedError(f"{path}: format {meta.get('format')!r} is not "
-                          f"{FORMAT!r}")
+    raise FileNotFoundError(not_an_import(pretrained_dir))
+  try:
+    meta = hf_lib.read_json(path)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise PretrainedError(f"{path} is not valid JSON ({e}); import the model "
+                          "again into a new directory") from None
+  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    found = meta.get("format") if isinstance(meta, dict) else meta
+    raise PretrainedError(f"{path}: format {found!r} is not {FORMAT!r}; "
+                          "import the model again into a new directory")
+  missing = [k for k in ("family", "model", "eos_id", "tokenizer")
+             if k not in meta]
+  if missing:
+    raise PretrainedError(f"{path} lacks {missing[0]!r}; import the model "
+                          "again into a new directory")
   return meta
+
+
+def not_an_import(path: str) -> str:
+  """Why `path` is not an import_hf directory, and the command that makes
+  one (never: import into a directory that is not empty)."""
+  make = "python -m encdec_jax.pretrained.import_hf"
+  if not os.path.exists(path):
+    return (f"{path} does not exist; import a Hugging Face model there with: "
+            f"{make} HF_MODEL_DIR {path}")
+  if os.path.isfile(os.path.join(path, "config.json")):
+    name = os.path.basename(os.path.normpath(path)) or "model"
+    return (f"{path} is a Hugging Face model directory, not an import; "
+            f"import it once with: {make} {path} pretrained/{name} (then "
+            f"use pretrained/{name})")
+  if os.path.isfile(os.path.join(path, "pretrained", "pretrained.json")):
+    return (f"{path} is a training workdir, not an import_hf directory; to "
+            "start from its weights export them (python -m "
+            f"encdec_jax.pretrained.export_hf {path} HF_OUT) and import "
+            f"HF_OUT with: {make} HF_OUT NEW_DIR")
+  if os.path.isdir(path) and not os.listdir(path):
+    return (f"{path} is empty; import a Hugging Face model there with: "
+            f"{make} HF_MODEL_DIR {path}")
+  return (f"{path} is not an import_hf directory (no pretrained.json); "
+          f"import into a new directory: {make} HF_MODEL_DIR NEW_DIR")
 
 
 def load(pretrained_dir: str) -> tuple[TransformerConfig, dict, dict]:
   """(config, params (numpy float32, nested), pretrained.json) of an
   import_hf directory."""
   meta = read_meta(pretrained_dir)
-  config = config_from_fields(meta["model"])
+  try:
+    config = config_from_fields(meta["model"])
+  except (KeyError, TypeError) as e:
+    raise PretrainedError(
+        f"{os.path.join(pretrained_dir, 'pretrained.json')}: its model "
+        f"fields do not make a model ({type(e).__name__}: {e}); import the "
+        "model again into a new directory") from None
   flat = hf_lib.read_tensors(os.path.join(pretrained_dir,
                                           "params.safetensors"))
   params = traverse_util.unflatten_dict(
