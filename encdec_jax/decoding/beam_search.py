@@ -19,6 +19,25 @@ max_len steps, or once every batch row holds K finished hypotheses and none of
 them is worse than the best score a live hypothesis could still reach: its
 log-probability (which can only fall) over the largest length penalty it could
 still get (at max_len for alpha >= 0).
+
+scoring="hf" is Hugging Face generate's beam search instead (transformers
+5.x, _beam_search), for models that ship their settings:
+  score = logprob / n ** length_penalty       (n as above: EOS in, start out)
+hypotheses that reach max_len without EOS finish there too (the K best
+expansions of the last step, ranked with the others by score), and a row
+stops taking finished hypotheses once
+  early_stopping=True     it holds K finished ones;
+  early_stopping=False    it holds K and the best live log-probability over
+                          n ** length_penalty at the current n is no better
+                          than its worst (HF's heuristic: not a bound when
+                          length_penalty > 0);
+  early_stopping="never"  the same at n = max_len when length_penalty > 0
+                          (a true bound), else at the current n;
+the search ends when every row has stopped, or at max_len. `rules`
+(decoding.rules) rewrite each step's log-softmax before the expansions are
+ranked, as generate's logits processors do (either scoring). Hypotheses
+without any possible continuation are -inf here and -1e9 in transformers:
+the two differ only when fewer than 2K expansions of a row are finite.
 """
 from typing import Any
 
@@ -30,9 +49,33 @@ from jax import lax
 from encdec_jax.decoding.loop import PAD_ID, TokensToLogits
 
 
+SCORINGS = ("gnmt", "hf")
+EARLY_STOPPING = (False, True, "never")
+
+
 def gnmt_length_penalty(length, alpha: float):
   """((5 + length) / 6) ** alpha: a hypothesis scores logprob / this."""
   return ((5.0 + length) / 6.0) ** alpha
+
+
+def hf_length_penalty(length, alpha: float):
+  """length ** alpha (transformers): a hypothesis scores logprob / this."""
+  return jnp.asarray(length, jnp.float32) ** alpha
+
+
+def check_beam_args(scoring: str, early_stopping) -> None:
+  """One-line errors for a scoring or early_stopping beam_search lacks."""
+  if scoring not in SCORINGS:
+    raise ValueError(f"beam scoring {scoring!r} is not known; use one of "
+                     f"{SCORINGS}.")
+  if not any(early_stopping is e or (isinstance(e, str) and
+                                     early_stopping == e)
+             for e in EARLY_STOPPING):
+    raise ValueError(f"early_stopping={early_stopping!r}: use True, False "
+                     "or 'never'.")
+  if scoring == "gnmt" and early_stopping is not False:
+    raise ValueError(f"early_stopping={early_stopping!r} is HF's rule: it "
+                     "needs scoring='hf' (GNMT scoring stops exactly).")
 
 
 def _rows_axes(tree: Any, batch_axes: Any) -> Any:
@@ -104,12 +147,15 @@ class _BeamState:
   finished_scores_BxK: jax.Array  # Best first; -inf for no hypothesis.
   finished_BxK: jax.Array  # True where a finished hypothesis is held.
   cache: Any  # Row b*K + k belongs to live hypothesis k of batch row b.
+  done_B: jax.Array  # scoring="hf": the row takes no more finished ones.
 
 
 def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
                 beam_size: int, max_len: int, eos_id: int, *,
                 length_penalty: float = 0.6, start_id: int = PAD_ID,
-                batch_axes: Any = None) -> tuple[jax.Array, jax.Array]:
+                batch_axes: Any = None, scoring: str = "gnmt",
+                early_stopping: bool | str = False,
+                rules: Any = None) -> tuple[jax.Array, jax.Array]:
   """The beam_size best hypotheses per row: (tokens_BxKxT, scores_BxK).
 
   tokens_to_logits sees batch_size*beam_size rows, row b*K + k for beam k of
@@ -119,8 +165,10 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
   cache's structure with an int or None per leaf) says otherwise: a
   scan_layers model's cache is layers first, and reordering its axis 0 would
   shuffle layers (models.contract.cache_batch_axes gives its axes).
-  length_penalty is alpha of gnmt_length_penalty; see the module docstring for
-  the scores. Tokens are as decode_loop's: no start token, EOS included, pad
+  length_penalty is alpha of gnmt_length_penalty (scoring="gnmt"), or the
+  exponent of HF's length ** length_penalty (scoring="hf", with HF's
+  early_stopping); see the module docstring for the scores. `rules`: a
+  decoding.rules.GenerationRules applied to every step's log-softmax. Tokens are as decode_loop's: no start token, EOS included, pad
   after EOS. Each row lists its finished hypotheses best first; only if fewer
   than K finished within max_len, the best unfinished ones (max_len tokens, no
   EOS, scored as if they ended there) fill the remaining slots, best first.
@@ -129,10 +177,31 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
     raise ValueError(f"beam_size={beam_size} and max_len={max_len} must both "
                      f"be >= 1.")
   _check_rows(cache, batch_size * beam_size, batch_axes)
-  penalty = lambda length: gnmt_length_penalty(length, length_penalty)
+  check_beam_args(scoring, early_stopping)
+  hf = scoring == "hf"
+  penalty = lambda length: (hf_length_penalty if hf else gnmt_length_penalty)(
+      length, length_penalty)
   shape_BxK = (batch_size, beam_size)
 
+  def hf_not_done(state: _BeamState) -> jax.Array:
+    all_full = jnp.all(state.finished_BxK) & (early_stopping is True)
+    return (state.step < max_len) & ~jnp.all(state.done_B) & ~all_full
+
+  def hf_done(state: _BeamState) -> jax.Array:
+    """HF's _check_early_stop_heuristic (and early_stopping=True's full
+    rows), after a step: the rows that stop taking finished hypotheses."""
+    hypothetical = (max_len if early_stopping == "never"
+                    and length_penalty > 0 else state.step)
+    best_B = state.live_logprobs_BxK[:, 0] / penalty(hypothetical)
+    full_B = jnp.all(state.finished_BxK, axis=1)
+    worst_B = jnp.where(full_B, jnp.min(state.finished_scores_BxK, axis=1),
+                        -jnp.inf)
+    return (state.done_B | ~(best_B > worst_B)
+            | (full_B & (early_stopping is True)))
+
   def not_done(state: _BeamState) -> jax.Array:
+    if hf:
+      return hf_not_done(state)
     largest_penalty = jnp.maximum(penalty(state.step + 1), penalty(max_len))
     best_reachable_B = state.live_logprobs_BxK[:, 0] / largest_penalty
     worst_finished_B = jnp.where(jnp.all(state.finished_BxK, axis=1),
@@ -144,8 +213,13 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
     logits_NxV, cache = tokens_to_logits(state.last_BxK.reshape(-1, 1),
                                          state.cache)
     vocab_size = logits_NxV.shape[-1]
-    logprobs_BxKxV = jax.nn.log_softmax(
-        logits_NxV.astype(jnp.float32)).reshape(shape_BxK + (vocab_size,))
+    logprobs_NxV = jax.nn.log_softmax(logits_NxV.astype(jnp.float32))
+    if rules is not None:
+      logprobs_NxV = rules(
+          logprobs_NxV,
+          state.live_tokens_BxKxT.reshape(batch_size * beam_size, -1),
+          state.step)
+    logprobs_BxKxV = logprobs_NxV.reshape(shape_BxK + (vocab_size,))
     expanded_BxKV = (state.live_logprobs_BxK[..., None]
                      + logprobs_BxKxV).reshape(batch_size, -1)
     num_candidates = min(2 * beam_size, expanded_BxKV.shape[1])
@@ -161,6 +235,13 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
     # finished (on ties the earlier-found hypothesis stays first).
     finishes_BxC = (ends_BxC & (jnp.arange(num_candidates) < beam_size)
                     & (logprobs_BxC > -jnp.inf))
+    if hf:  # the K best at max_len finish too; stopped rows take none
+      finishes_BxC = (((ends_BxC | (state.step + 1 >= max_len))
+                       & (jnp.arange(num_candidates) < beam_size)
+                       & (logprobs_BxC > -jnp.inf))
+                      & ~state.done_B[:, None]
+                      & ~(jnp.all(state.finished_BxK, axis=1, keepdims=True)
+                          & (early_stopping is True)))
     scores_BxC = jnp.where(finishes_BxC,
                            logprobs_BxC / penalty(state.step + 1), -jnp.inf)
     finished_scores_BxK, kept_BxK = lax.top_k(
@@ -174,14 +255,18 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
     # Live: the K best that do not end in EOS; the cache follows them.
     live_logprobs_BxK, picked_BxK = lax.top_k(
         jnp.where(ends_BxC, -jnp.inf, logprobs_BxC), beam_size)
-    return _BeamState(
+    new_state = _BeamState(
         step=state.step + 1, last_BxK=_take(new_BxC, picked_BxK),
         live_tokens_BxKxT=_take(tokens_BxCxT, picked_BxK),
         live_logprobs_BxK=live_logprobs_BxK,
         finished_tokens_BxKxT=finished_tokens_BxKxT,
         finished_scores_BxK=finished_scores_BxK, finished_BxK=finished_BxK,
         cache=gather_beams(cache, _take(parents_BxC, picked_BxK),
-                           batch_axes))
+                           batch_axes),
+        done_B=state.done_B)
+    if hf:
+      new_state = new_state.replace(done_B=hf_done(new_state))
+    return new_state
 
   # All beams start as the same empty hypothesis: only beam 0 is live, or the
   # first step would fill the beam with K copies of the best expansion.
@@ -195,7 +280,7 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
                                      jnp.int32),
       finished_scores_BxK=jnp.full(shape_BxK, -jnp.inf),
       finished_BxK=jnp.zeros(shape_BxK, jnp.bool_),
-      cache=cache)
+      cache=cache, done_B=jnp.zeros((batch_size,), jnp.bool_))
   final = lax.while_loop(not_done, step, initial)
 
   # Slots without a finished hypothesis (all at the end, as their score is

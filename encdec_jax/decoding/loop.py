@@ -25,8 +25,11 @@ class _LoopState:
 def decode_loop(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
                 max_len: int, eos_id: int,
                 choose_next: Callable[[jax.Array, jax.Array], jax.Array],
-                start_id: int = PAD_ID) -> jax.Array:
+                start_id: int = PAD_ID, rules: Any = None) -> jax.Array:
   """Tokens BxT (T = max_len) picked by choose_next(logits_BxV, step) -> B.
+
+  `rules` (a decoding.rules.GenerationRules, or None) rewrites the logits
+  first, from the tokens so far (as transformers' logits processors).
 
   Stops when every sequence has emitted EOS or after max_len steps. Output
   excludes the start token, includes EOS, and is pad (0) after EOS; lengths
@@ -38,6 +41,8 @@ def decode_loop(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
 
   def step(state: _LoopState) -> _LoopState:
     logits_BxV, cache = tokens_to_logits(state.last_tokens_Bx1, state.cache)
+    if rules is not None:
+      logits_BxV = rules(logits_BxV, state.tokens_BxT, state.step)
     next_B = choose_next(logits_BxV, state.step).astype(jnp.int32)
     next_B = jnp.where(state.finished_B, PAD_ID, next_B)
     tokens_BxT = lax.dynamic_update_slice(state.tokens_BxT, next_B[:, None],
@@ -64,8 +69,9 @@ def argmax(logits_BxV: jax.Array) -> jax.Array:
 
 def greedy_decode(tokens_to_logits: TokensToLogits, cache: Any,
                   batch_size: int, max_len: int, eos_id: int,
-                  start_id: int = PAD_ID) -> jax.Array:
-  """Argmax decoding -> tokens_BxT (see decode_loop for the output format)."""
+                  start_id: int = PAD_ID, rules: Any = None) -> jax.Array:
+  """Argmax decoding -> tokens_BxT (see decode_loop for the output format);
+  with `rules`, the argmax of the rewritten logits (HF's greedy search)."""
   return decode_loop(tokens_to_logits, cache, batch_size, max_len, eos_id,
                      lambda logits_BxV, step: argmax(logits_BxV),
-                     start_id=start_id)
+                     start_id=start_id, rules=rules)

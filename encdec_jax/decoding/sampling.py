@@ -51,14 +51,16 @@ def filter_logits(logits_BxV: jax.Array, *, top_k: int = 0,
 def sample_decode(tokens_to_logits: TokensToLogits, cache: Any,
                   batch_size: int, max_len: int, eos_id: int, rng: jax.Array,
                   *, temperature: float = 1.0, top_k: int = 0,
-                  top_p: float = 1.0, start_id: int = PAD_ID) -> jax.Array:
+                  top_p: float = 1.0, start_id: int = PAD_ID,
+                  rules: Any = None) -> jax.Array:
   """Samples tokens_BxT (see decode_loop for the output format).
 
   Each step samples from softmax(logits / temperature) restricted by
   filter_logits(top_k, top_p). The key of step t is fold_in(rng, t), so a key
   gives the same tokens every run. temperature=0, top_k=1 or a tiny top_p are
   greedy decoding (up to ties). The arguments are Python numbers, static under
-  jit.
+  jit. `rules` (decoding.rules) rewrite the logits before the temperature, as
+  in transformers (processors, then temperature, top-k, top-p).
   """
   check_sampling_args(temperature, top_k, top_p)
 
@@ -71,4 +73,4 @@ def sample_decode(tokens_to_logits: TokensToLogits, cache: Any,
                                   axis=-1)
 
   return decode_loop(tokens_to_logits, cache, batch_size, max_len, eos_id,
-                     choose_next, start_id=start_id)
+                     choose_next, start_id=start_id, rules=rules)
