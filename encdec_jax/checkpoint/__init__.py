@@ -10,6 +10,7 @@ layout.py          the folders and item names, has_checkpoint, make_manager,
                    load_config
 train_state.py     save / restore a step, its meta, remove_unfinished, set_aside
 resume.py          the newest readable step; config.corrupt_checkpoint
+fit.py             whether a readable step's tree fits the run (else refused)
 encoder_spec.py    what an encoder must agree on with a model, and the error
 encoder_source.py  finding an encoder: save_encoder dir, workdir or step
 encoder.py         save_encoder / export_encoder / load_encoder
@@ -21,6 +22,8 @@ from encdec_jax.checkpoint.encoder import (LoadReport, export_encoder,
                                            load_encoder_tokenizer,
                                            save_encoder)
 from encdec_jax.checkpoint.encoder_spec import NO_VOCAB, encoder_spec
+from encdec_jax.checkpoint.fit import (CheckpointMismatch, check_fits,
+                                       saved_shapes, tree_differences)
 from encdec_jax.checkpoint.layout import (CHECKPOINTS_DIR, ITEMS, SPEC_FILE,
                                           has_checkpoint, load_config,
                                           make_manager)

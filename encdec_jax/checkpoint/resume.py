@@ -5,14 +5,16 @@ A resume tries steps from the newest. A step whose meta or state cannot be
 read (truncated or tampered files) is an error under "error"; under
 "fallback" it is moved to <workdir>/unreadable_checkpoints/ with a warning
 and the next older step is tried. With no older step it is an error either
-way. A checkpoint of another experiment is always an error.
+way. A checkpoint of another experiment (its meta), or one whose parameter
+tree is not the run's (fit.py: a LoRA run resumed without its flags), is
+readable: always an error, and never moved.
 """
 
 from typing import Any, Callable
 
 import orbax.checkpoint as ocp
 
-from encdec_jax.checkpoint import layout, train_state
+from encdec_jax.checkpoint import fit, layout, train_state
 
 CORRUPT_POLICIES = ("fallback", "error")
 
@@ -26,15 +28,20 @@ def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
            expected_meta: dict, *, policy: str = "fallback",
            log: Callable[[str], None] = print,
            read: Callable[[int], tuple] | None = None,
-           set_aside: bool = True, unchecked: tuple = ()) -> tuple:
+           set_aside: bool = True, unchecked: tuple = (),
+           config=None) -> tuple:
   """(state, data_state, step) of the newest readable checkpoint.
 
   `target(step)` is the (abstract) state a checkpoint of `step` restores
   into; `expected_meta` what its meta must agree on (check_compatible),
   except the `unchecked` entries ("lora.base": a path, recorded to find the
-  base again, which its hash identifies).
+  base again, which its hash identifies). Before a step is read, its saved
+  tree must be `target(step)`'s (under the target's top-level keys), else
+  fit.CheckpointMismatch names the difference (and, from `config`, the
+  flags of the workdir's config.json that restore it).
   A reader (--mode=eval/decode/embed) passes `read(step)`, the tuple to
-  read instead (e.g. (params,)), and set_aside=False: an unreadable step is
+  read instead (e.g. (params,)) with `target(step)` its tree (e.g.
+  {"params": ...}), and set_aside=False: an unreadable step is
   then passed over with the same warning but left where it is (training
   moves it aside), and the result is (*read(step), step).
   """
@@ -50,6 +57,8 @@ def resume(manager: ocp.CheckpointManager, target: Callable[[int], Any],
     else:
       train_state.check_compatible(saved_meta, expected_meta,
                                    str(manager.directory), unchecked)
+      fit.check_fits(manager, step, target(step), saved_meta, expected_meta,
+                     config)
       try:
         return (*read(step), step)
       except Exception as e:

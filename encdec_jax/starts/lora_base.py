@@ -41,14 +41,12 @@ def load_base(config, abstract_base):
   if not path:
     raise ValueError("config.lora.base is not set: name the workdir of the "
                      "trained model to adapt (--config.lora.base=...).")
-  path = os.path.abspath(path)
-  if not checkpoint.has_checkpoint(path):
-    raise FileNotFoundError(f"config.lora.base={path} holds no checkpoint; "
-                            "train the base model there first.")
+  path = _base_workdir(os.path.abspath(path))
   manager = checkpoint.make_manager(path, async_save=False)
   key = (path, manager.latest_step(),
          repr(jax.tree.map(lambda x: (x.shape, str(x.dtype)), abstract_base)))
   if key not in _HOST_CACHE:
+    _check_base_fits(manager, abstract_base)
     params, _ = checkpoint.restore_params(manager, abstract_base)
     host = jax.device_get(params)
     _HOST_CACHE.clear()
@@ -60,6 +58,52 @@ def load_base(config, abstract_base):
     return jax.device_put(host), digest
   return jax.device_put(host, jax.tree.unflatten(
       jax.tree.structure(abstract_base), shardings)), digest
+
+
+def _base_workdir(path: str) -> str:
+  """`path` if it is a trained workdir, else a one-line error saying what
+  it is (missing, a step or checkpoints/ directory, an untrained one)."""
+  name, parent = os.path.basename(path), os.path.dirname(path)
+  if name.isdigit() and os.path.basename(parent) == checkpoint.CHECKPOINTS_DIR:
+    raise ValueError(f"config.lora.base={path} is one step of a run; name the "
+                     f"run's workdir (--config.lora.base={os.path.dirname(parent)}"
+                     "): its newest step is the base.")
+  if name == checkpoint.CHECKPOINTS_DIR and checkpoint.has_checkpoint(parent):
+    raise ValueError(f"config.lora.base={path} is a checkpoints directory; "
+                     f"name the run's workdir (--config.lora.base={parent}).")
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"config.lora.base={path} does not exist; name "
+                            "the workdir of the trained model to adapt (was "
+                            "it moved or deleted?).")
+  if not checkpoint.has_checkpoint(path):
+    raise FileNotFoundError(
+        f"config.lora.base={path} holds no checkpoint: it is not a trained "
+        "run's workdir; name one, or train the base model there first "
+        f"(--mode=train --workdir={path}).")
+  return path
+
+
+def _check_base_fits(manager, abstract_base) -> None:
+  """The base's newest checkpoint must be a whole model of config.model's
+  architecture (not itself a LoRA run's adapters)."""
+  where = os.path.dirname(str(manager.directory))
+  try:
+    lora = checkpoint.read_meta(manager).get("lora")
+  except Exception:  # unreadable: the restore below reports it
+    return
+  if lora:
+    raise ValueError(
+        f"config.lora.base={where} is a LoRA run (its checkpoints hold "
+        "adapters only); merge it into a whole model first (--mode="
+        "merge_adapter --output=DIR) and give DIR as config.lora.base.")
+  saved = checkpoint.saved_shapes(manager, manager.latest_step())
+  diffs = saved is not None and checkpoint.tree_differences(
+      saved, {"params": abstract_base})
+  if diffs:
+    raise ValueError(
+        f"config.lora.base={where} is not a model of this config's "
+        f"architecture ({'; '.join(diffs[:2])}); give the base run's own "
+        f"--config.model.* flags (see {where}/config.json).")
 
 
 def _meta(config, abstract_params) -> dict:
@@ -156,9 +200,14 @@ def on(beneath: Start) -> Start:
     if reads_text:  # a LoRA run reads the base's tokens
       checkpoint.install_encoder_tokenizer(config.lora.base, workdir)
 
+  def configure(config):
+    beneath.configure(config)
+    if config.lora.get("base"):  # (load_base says when it is not set)
+      _base_workdir(os.path.abspath(config.lora.base))
+
   return Start(
       f"lora_base on {beneath.name}",
-      configure=beneath.configure,
+      configure=configure,
       install=install,
       vocab_size=beneath.vocab_size,
       wrap_model=lambda model, config: adapters.LoraModel(model, config.lora),

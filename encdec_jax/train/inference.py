@@ -26,7 +26,8 @@ def restore_latest(config, workdir):
   """(experiment, params, step) of the workdir's newest readable checkpoint,
   with the checks a training resume makes: a checkpoint of another
   experiment (task, model, dataset, vocabulary) is refused naming the
-  fields that differ, and an unreadable one is passed over for the one
+  fields that differ, a readable one whose tree is not this config's is
+  refused naming the difference, and an unreadable one is passed over for the one
   before, or is an error, as config.corrupt_checkpoint says (it is left in
   place: only training moves it aside). Decoding is as deterministic as in
   training (config.deterministic)."""
@@ -43,14 +44,14 @@ def restore_latest(config, workdir):
   # if its hash differs).
   meta = experiment.resume_meta(exp, abstract)
   exp.start.check_resume(manager, meta)
+  target = lambda step: exp.start.read_target(config, manager, abstract)
   params, step = checkpoint.resume(
-      manager, None, meta,
+      manager, lambda step: {"params": target(step)}, meta,
       policy=config.get("corrupt_checkpoint", "fallback"),
       log=lambda line: print(line, file=sys.stderr, flush=True),
       read=lambda step: checkpoint.restore_params(
-          manager, exp.start.read_target(config, manager, abstract),
-          step)[:1],
-      set_aside=False, unchecked=exp.start.unchecked_meta)
+          manager, target(step), step)[:1],
+      set_aside=False, unchecked=exp.start.unchecked_meta, config=config)
   return exp, exp.start.completed(config, params, lambda: abstract), step
 
 

@@ -171,14 +171,33 @@ def _set_up(config, workdir: str) -> _Run:
   # The parameter groups are checked before config.json and checkpoints/
   # are written.
   plan = param_groups.make_plan(config, experiment.abstract_params(exp))
-  experiment.save_config(config, workdir)
   manager = checkpoint.make_manager(workdir,
                                     max_to_keep=config.keep_checkpoints)
   stepper = _Stepper(exp, plan, exp.task.make_loss(exp.model, exp.config),
                      dropout_key(config))
-  meta = experiment.resume_meta(exp)
-  return _Run(config, workdir, exp, manager, meta,
-              plan, stepper, jax.random.key(config.seed), start)
+  run = _Run(config, workdir, exp, manager, experiment.resume_meta(exp),
+             plan, stepper, jax.random.key(config.seed), start)
+  _check_newest_fits(run)  # before config.json is rewritten
+  experiment.save_config(config, workdir)
+  return run
+
+
+def _check_newest_fits(run: _Run) -> None:
+  """A newest checkpoint that is readable but of another configuration (a
+  LoRA run without its flags) is refused before anything is written;
+  checkpoint.resume checks each step it tries again."""
+  step = run.manager.latest_step()
+  if step is None:
+    return
+  run.exp.start.check_resume(run.manager, run.meta)  # e.g. the same base
+  try:
+    saved_meta = checkpoint.read_meta(run.manager, step)
+  except Exception:  # unreadable: checkpoint.resume's policy decides
+    return
+  checkpoint.check_compatible(saved_meta, run.meta, str(run.manager.directory),
+                              run.exp.start.unchecked_meta)
+  checkpoint.check_fits(run.manager, step, _abstract_state(run, step),
+                        saved_meta, run.meta, run.config)
 
 
 def _optimizer_for(run: _Run, step: int):
@@ -220,7 +239,7 @@ def _resume_or_start(run: _Run):
     state, data_state, resume_step = checkpoint.resume(
         run.manager, lambda step: _abstract_state(run, step), run.meta,
         policy=run.config.get("corrupt_checkpoint", "fallback"), log=mw.log,
-        unchecked=run.exp.start.unchecked_meta)
+        unchecked=run.exp.start.unchecked_meta, config=run.config)
     run.train_iter.set_state(data_state)
     state = run.exp.start.completed(
         run.config, state, lambda: experiment.abstract_params(run.exp))
