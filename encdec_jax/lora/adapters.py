@@ -24,6 +24,7 @@ error naming it.
 import hashlib
 import math
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -45,33 +46,55 @@ def _kernels(base) -> dict:
           if path[-1] == "kernel" and len(x.shape) >= 2}
 
 
+TARGET_EXAMPLE = "e.g. (r'encoder/.*/attention/(query|value)',)"
+
+
 def _entries(lora_config):
   """[(pattern, settings)] of config.lora.targets, defaults filled in."""
   defaults = {k: lora_config.get(k, DEFAULTS[k]) for k in SETTINGS}
+  targets = lora_config.get("targets", ())
+  if isinstance(targets, str):  # one pattern, not a sequence of characters
+    targets = (targets,)
   out = []
-  for entry in lora_config.get("targets", ()):
+  for entry in targets:
     if isinstance(entry, str):
       pattern, override = entry, {}
-    else:
+    elif (isinstance(entry, (tuple, list)) and len(entry) == 2
+          and isinstance(entry[0], str) and hasattr(entry[1], "keys")):
       pattern, override = entry[0], dict(entry[1])
+    else:
+      raise ValueError(f"config.lora.targets: {entry!r} is not a regex or a "
+                       "(regex, {settings}) pair; " + TARGET_EXAMPLE + ".")
     unknown = set(override) - set(SETTINGS)
     if unknown:
       raise ValueError(f"config.lora.targets: {pattern!r} sets "
                        f"{sorted(unknown)}; a target may set {SETTINGS}.")
     settings = dict(defaults, **override)
-    if int(settings["rank"]) < 1:
-      raise ValueError(f"config.lora.targets: {pattern!r} has rank "
-                       f"{settings['rank']}; use rank >= 1.")
-    if settings["dropout"]:
-      raise ValueError(
-          f"config.lora.targets: {pattern!r} has dropout "
-          f"{settings['dropout']}; adapter dropout is not supported (LoRA is "
-          "applied to the weights, not the activations): set it to 0.")
+    _check_settings(pattern, settings)
     out.append((pattern, settings))
   if not out:
     raise ValueError("config.lora.targets is empty; name the projections to "
-                     "adapt, e.g. (r'encoder/.*/attention/(query|value)',).")
+                     f"adapt, {TARGET_EXAMPLE}.")
   return out
+
+
+def _check_settings(pattern: str, settings: dict) -> None:
+  rank = settings["rank"]
+  if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or (
+      rank < 1):
+    raise ValueError(f"config.lora.targets: {pattern!r} has rank {rank!r}; "
+                     "use an integer rank >= 1.")
+  for key in ("alpha", "init_std", "dropout"):
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float,
+                                                         np.number)):
+      raise ValueError(f"config.lora.targets: {pattern!r} has {key} "
+                       f"{value!r}; use a number.")
+  if settings["dropout"]:
+    raise ValueError(
+        f"config.lora.targets: {pattern!r} has dropout "
+        f"{settings['dropout']}; adapter dropout is not supported (LoRA is "
+        "applied to the weights, not the activations): set it to 0.")
 
 
 def resolve(lora_config, base) -> dict:
@@ -134,6 +157,7 @@ def init(lora_config, base, rng) -> dict:
   (std init_std, default 1/sqrt(fan-in)), B zero; float32."""
   chosen = resolve(lora_config, base)
   kernels = _kernels(base)
+  _warn_full_rank(chosen, kernels)
   flat = {}
   for i, (path, settings) in enumerate(sorted(chosen.items())):
     shape = tuple(kernels[path].shape)
@@ -142,6 +166,36 @@ def init(lora_config, base, rng) -> dict:
     flat[path + (A,)] = one[A]
     flat[path + (B,)] = one[B]
   return traverse_util.unflatten_dict(flat)
+
+
+_WARNED = set()  # warnings already printed (init runs more than once)
+
+
+def _sides(path: tuple, shape: tuple) -> tuple[int, int]:
+  """(inputs, outputs) of the kernel at module `path`, one layer of it."""
+  stacked, n_in = split(path, shape)
+  rest = shape[stacked:]
+  return int(np.prod(rest[:n_in])), int(np.prod(rest[n_in:]))
+
+
+def _warn_full_rank(chosen: dict, kernels: dict) -> None:
+  """One warning line when a rank reaches a kernel's smaller side: the
+  update is then full rank, with more parameters than the kernel itself."""
+  full = {}
+  for path, settings in sorted(chosen.items()):
+    n_in, n_out = _sides(path, tuple(kernels[path].shape))
+    if int(settings["rank"]) >= min(n_in, n_out):
+      full.setdefault(int(settings["rank"]), []).append((path, n_in, n_out))
+  for rank, hits in sorted(full.items()):
+    path, n_in, n_out = hits[0]
+    line = (f"warning: config.lora rank {rank} is >= the smaller side of "
+            f"{len(hits)} kernels ({_name(path)}: {n_in} in, {n_out} out): "
+            "their adapters are full rank, with more parameters than the "
+            f"kernels; use a rank below {min(n_in, n_out)} (or leave those "
+            "kernels out of config.lora.targets and train them in full)")
+    if line not in _WARNED:
+      _WARNED.add(line)
+      print(line, file=sys.stderr, flush=True)
 
 
 def delta(a, b, stacked: int, n_in: int, scale: float, shape: tuple):

@@ -61,10 +61,17 @@ def origin_dir(src: str) -> str:
       "from one (no pretrained.json, no pretrained/pretrained.json)")
 
 
-def latest_params(workdir: str):
+def latest_params(workdir: str, out_dir: str = "OUT"):
   """The params of a fine-tuning workdir's latest checkpoint, in the
   import's (unstacked) layout; needs no data, only the workdir."""
   config = checkpoint.load_config(workdir)
+  if (config.get("lora") or {}).get("targets"):
+    raise ValueError(
+        f"{workdir} is a LoRA run: its checkpoints hold adapters beside the "
+        "frozen base; merge them first with --mode=merge_adapter "
+        f"--output=MERGED (python -m encdec_jax.main --config=<its config> "
+        f"--workdir={workdir} --mode=merge_adapter --output=MERGED), then "
+        f"python -m encdec_jax.pretrained.export_hf MERGED {out_dir}")
   meta = import_hf.read_meta(os.path.join(workdir, ORIGIN))
   fields = dict(meta["model"])
   for key in ("scan_layers", "dtype", "param_dtype"):
@@ -76,8 +83,16 @@ def latest_params(workdir: str):
     raise FileNotFoundError(f"{workdir} holds no checkpoint to export")
   manager = checkpoint.make_manager(workdir, async_save=False)
   params, _ = checkpoint.restore_params(manager, abstract)
-  flat = {k: np.asarray(v) for k, v in
-          traverse_util.flatten_dict(jax.device_get(params)).items()}
+  flat = traverse_util.flatten_dict(jax.device_get(params))
+  # A partial restore leaves what the checkpoint lacks as shapes.
+  unread = sorted("/".join(k) for k, v in flat.items()
+                  if isinstance(v, jax.ShapeDtypeStruct))
+  if unread:
+    raise ValueError(f"{workdir}'s latest checkpoint lacks {unread[0]} (and "
+                     f"{len(unread) - 1} more params) of the model "
+                     f"{ORIGIN}/pretrained.json describes: not a run "
+                     "fine-tuned from that import")
+  flat = {k: np.asarray(v) for k, v in flat.items()}
   if model_config.scan_layers:
     flat = stacking.unstack_layers(flat)
   return traverse_util.unflatten_dict(flat)
@@ -90,7 +105,7 @@ def export_hf(src: str, out_dir: str) -> None:
   if origin == src:
     _, params, _ = import_hf.load(src)
   else:
-    params = latest_params(src)
+    params = latest_params(src, out_dir)
   export_params(params, meta, os.path.join(origin, "hf"), out_dir)
 
 
