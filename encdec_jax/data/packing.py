@@ -67,8 +67,9 @@ def shift_right_packed(targets_BxT, segment_ids_BxT) -> jax.Array:
   return jnp.where(same_segment_BxT, shifted_BxT, shifted_BxT[:, :1])
 
 
-def _pair(source_ids, target_ids, example_id: int, overlong: bool,
-          empty: bool) -> dict:
+def pair_record(source_ids, target_ids, example_id: int, overlong: bool,
+                empty: bool) -> dict:
+  """One pair as `pack` reads it (a packed stream's element)."""
   one = lambda v: np.asarray([v], np.int64)
   return {"inputs": np.asarray(source_ids, np.int32),
           "targets": np.asarray(target_ids, np.int32),
@@ -93,8 +94,8 @@ def pack(pairs: grain.IterDataset, batch_size: int, source_length: int,
          target_length: int, *, algorithm: str = "first_fit",
          num_bins: int | None = None, seed: int = 0,
          drop_remainder: bool = True) -> grain.IterDataset:
-  """Batches of packed rows from a stream of pairs (dicts of `_pair`: inputs,
-  targets, example_id, overlong, empty). num_bins: open rows the packer
+  """Batches of packed rows from a stream of pairs (dicts of `pair_record`:
+  inputs, targets, example_id, overlong, empty). num_bins: open rows the packer
   fills before it emits them (its window; default 4 x batch_size)."""
   if algorithm not in ALGORITHMS:
     raise ValueError(f"config.pack_algorithm={algorithm!r} is not known; "
@@ -112,7 +113,8 @@ def pack_pairs(pairs: Iterable[tuple], batch_size: int, source_length: int,
                target_length: int, **kwargs) -> list[dict]:
   """One pass over (source_ids, target_ids) pairs, packed: every pair once
   (the last batch may hold empty rows). The benchmark's entry point."""
-  examples = [_pair(s, t, i, False, False) for i, (s, t) in enumerate(pairs)]
+  examples = [pair_record(s, t, i, False, False)
+              for i, (s, t) in enumerate(pairs)]
   ds = grain.MapDataset.source(examples).to_iter_dataset()
   return [_pad_rows(b, batch_size)
           for b in pack(ds, batch_size, source_length, target_length,
@@ -151,8 +153,8 @@ def train_dataset(source, tokenizer: Tokenizer, config, seed: int,
              (needs_source and not raw["source"].strip()))
     keep = not ((empty and empty_policy == "skip") or
                 (ex["overlong"] and config.overlong == "drop"))
-    return _pair(ex["source"], ex["target"], int(i), ex["overlong"],
-                 empty) if keep else None
+    return pair_record(ex["source"], ex["target"], int(i), ex["overlong"],
+                       empty) if keep else None
 
   ds = grain.MapDataset.range(len(source)).seed(seed).shuffle().repeat(None)
   if n_proc > 1:

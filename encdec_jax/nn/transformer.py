@@ -62,12 +62,6 @@ def segment_mask(q_segment_ids_BxT, kv_segment_ids_BxS) -> jax.Array:
           (kv_segment_ids_BxS > 0)[:, None, None, :])
 
 
-def _refuse_packed_relative(cfg, segment_ids) -> None:
-  if segment_ids is not None and cfg.relative_position_buckets:
-    raise ValueError("config.pack_examples does not support T5 relative "
-                     "position biases (config.relative_position_buckets).")
-
-
 def residual(x_BxLxD, sublayer: Callable[[jax.Array], jax.Array],
              norm: nn.LayerNorm, dropout: Dropout, *, pre_layernorm: bool,
              deterministic: bool) -> jax.Array:
@@ -255,7 +249,6 @@ class TransformerEncoder(nn.Module):
     row, data/packing.py); attention stays inside a segment and positions
     restart at each."""
     cfg = self.config
-    _refuse_packed_relative(cfg, segment_ids_BxS)
     if decode and not cfg.causal:
       raise ValueError("decode=True needs config.causal: a bidirectional "
                        "encoder cannot run one step at a time.")
@@ -325,7 +318,6 @@ class TransformerDecoder(nn.Module):
     memory_segment_ids_BxS; a target token attends only to its own segment's
     earlier targets and to its own source."""
     cfg = self.config
-    _refuse_packed_relative(cfg, segment_ids_BxT)
     if cfg.copy and source_ids_BxS is None:
       raise ValueError("config.copy needs source_ids_BxS (Encoded.ids_BxS).")
     # In decode mode the KV cache supplies the causal structure.

@@ -5,6 +5,8 @@ module per way of starting, each a `Start` (starts/base.py).
   scratch           (none of the below)             scratch.py
   encoder transfer  init_encoder                    encoder_transfer.py
   Hugging Face      init_from                       hf_import.py
+  a whole workdir   init_from (a trained workdir)   pretrained_workdir.py
+  new T5 (v1.1)     hf_export="t5"                  t5_scratch.py
   LoRA on a base    lora.targets + lora.base        lora_base.py
   adapter on base   lora.adapter (eval, decode)     lora_adapter.py
 
@@ -16,7 +18,8 @@ here, in one line. A new way of starting is one new module with a
 """
 
 from encdec_jax.starts import (encoder_transfer, hf_import, lora_adapter,
-                               lora_base, scratch)
+                               lora_base, pretrained_workdir, scratch,
+                               t5_scratch)
 from encdec_jax.starts.base import Start
 
 
@@ -42,6 +45,11 @@ def get(config) -> Start:
         "trained from scratch, init_from starts the whole model from an "
         "import, config.lora.* adapts a trained base.")
   architecture = hf_import.START if config.get("init_from") else scratch.START
+  if config.get("init_from") and pretrained_workdir.is_workdir(
+      config.init_from):
+    architecture = pretrained_workdir.START
+  elif not config.get("init_from") and config.get("hf_export"):
+    architecture = t5_scratch.START
   if "config.lora.adapter" in named:
     return lora_adapter.on(architecture)
   if "config.lora.targets" in named:

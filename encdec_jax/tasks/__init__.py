@@ -7,13 +7,14 @@
   embedding       SentenceEmbedder                    embedding.py
   autoencoder     Autoencoder (mlp | conv)            autoencoder.py
   captioning      Captioner (transformer | rnn)       captioning.py
+  pretraining     EncoderDecoder (T5 span corruption) pretraining.py
 
 A new task is one new module defining `TASK = Task(...)` and one line in
 TASKS below; `config.task` then selects it.
 """
 
 from encdec_jax.tasks import (autoencoder, captioning, classification,
-                              embedding, lm, translation)
+                              embedding, lm, pretraining, translation)
 from encdec_jax.tasks.base import EvalResult, Task  # noqa: F401 (API)
 
 DEFAULT = "translation"
@@ -24,6 +25,7 @@ TASKS = {t.name: t for t in (
     embedding.TASK,
     autoencoder.TASK,
     captioning.TASK,
+    pretraining.TASK,
 )}
 
 
