@@ -4,7 +4,10 @@ its data stream resumes exactly; packed relative positions equal unpacked;
 the exported model is Hugging Face's T5 (tests/test_pretraining_export.py
 has the logits); a workdir is the start of a fine-tuning run."""
 
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -206,3 +209,63 @@ def test_bad_pretraining_configs_say_what_to_change():
   config.model.num_decoder_heads = 1
   with pytest.raises(ValueError, match="no place in a Hugging Face T5"):
     t5_scratch.configure(config)
+
+
+# transformers' logits of an exported directory on a saved batch, and the
+# ids its tokenizer gives the extra ids.
+HF_LOGITS = """
+import json, sys, numpy as np, torch, transformers
+model = transformers.AutoModelForSeq2SeqLM.from_pretrained(sys.argv[1]).eval()
+tokenizer = transformers.AutoTokenizer.from_pretrained(sys.argv[1])
+batch = {k: torch.tensor(v) for k, v in np.load(sys.argv[2]).items()}
+with torch.no_grad():
+  np.save(sys.argv[3], model(**batch).logits.numpy())
+print(json.dumps(tokenizer.convert_tokens_to_ids(
+    ["<extra_id_0>", "<extra_id_99>"])))
+"""
+
+
+def _reference_python() -> str:
+  """A Python with transformers: this one, or $HF_REFERENCE_PYTHON."""
+  import importlib.util
+  if importlib.util.find_spec("transformers") is not None:
+    return sys.executable
+  python = os.environ.get("HF_REFERENCE_PYTHON")
+  if not python:
+    pytest.skip("transformers is not installed (or set HF_REFERENCE_PYTHON "
+                "to a Python that has it)")
+  return python
+
+
+def test_transformers_loads_the_pretrained_export_with_our_logits(
+    pretrained, tmp_path):
+  python = _reference_python()
+  out = str(tmp_path / "hf")
+  export_hf.export_hf(pretrained, out)
+  params = export_hf.latest_params(pretrained)
+  arch = export_hf.import_hf.config_from_fields(export_hf.import_hf.read_meta(
+      os.path.join(pretrained, export_hf.ORIGIN))["model"])
+  with open(tokenizer_lib.tokenizer_path(pretrained), "rb") as f:
+    tokenizer = tokenizer_lib.SentencePieceTokenizer(f.read())
+  inputs = [tokenizer.encode(t)[:12].tolist() + [399, 1]
+            for t in python_docs.split("test")[:2]]
+  width = max(map(len, inputs))
+  ids = np.zeros((2, width), np.int64)
+  for row, seq in zip(ids, inputs):
+    row[:len(seq)] = seq
+  decoder_ids = np.asarray([[0, 399, 17, 5], [0, 399, 8, 398]], np.int64)
+  batch = {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int64),
+           "decoder_input_ids": decoder_ids}
+  np.savez(tmp_path / "batch.npz", **batch)
+  result = subprocess.run(
+      [python, "-c", HF_LOGITS, out, str(tmp_path / "batch.npz"),
+       str(tmp_path / "hf_logits.npy")], check=True, capture_output=True,
+      text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+  # Hugging Face numbers the extra ids as the sentinels are numbered here.
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == [399, 300]
+  hf_logits = np.load(tmp_path / "hf_logits.npy")
+  ours = EncoderDecoder(arch).apply(
+      {"params": params}, jnp.asarray(ids, jnp.int32),
+      jnp.asarray(decoder_ids, jnp.int32))
+  assert hf_logits.shape == ours.shape == (2, 4, 400)
+  assert np.abs(hf_logits - ours).max() <= 1e-5 * np.abs(hf_logits).max()
