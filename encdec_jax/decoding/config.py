@@ -67,9 +67,13 @@ def _check_keys(decode: dict) -> None:
   for key, value in decode.items():
     if key in known:
       continue
-    problem = generation_keys.refusal(key, value, "config.decode")
-    raise ValueError(problem or f"config.decode.{key} is not a decode "
-                     f"setting; known: {sorted(known)}.")
+    if key in generation_keys.NOT_IMPLEMENTED:
+      problem = generation_keys.refusal(key, value, "config.decode")
+      if problem is None:
+        continue  # HF's no-op value
+      raise ValueError(problem)
+    raise ValueError(f"config.decode.{key} is not a decode setting; known: "
+                     f"{sorted(known)}.")
 
 
 def _algorithm(settings: dict) -> None:

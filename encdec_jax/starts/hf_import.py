@@ -15,7 +15,13 @@ With config.init_from (an import_hf directory) the run
     the config builds; stacked when config.model.scan_layers);
   - copies pretrained.json and hf/ into <workdir>/pretrained/, so that
     `python -m encdec_jax.pretrained.export_hf <workdir> OUT` writes the
-    fine-tuned model in Hugging Face format.
+    fine-tuned model in Hugging Face format;
+  - decodes (eval, --mode=decode) with the model's own generation settings
+    (hf/generation_config.json, pretrained/generation.py) wherever
+    config.decode leaves a key unset (absent, or at its built-in default:
+    experiment files spell the defaults out); config.decode.model_generation
+    =false ignores them, config.decode.task picks a task_specific_params
+    entry.
 Everything else (separate encoder/decoder optimizers, frozen groups, ULMFiT
 schedules, checkpoints and resume, eval/decode) is the trainer's. Under LoRA
 (starts/lora_base.py) this start gives the architecture, tokenizer and
@@ -31,10 +37,12 @@ import os
 import shutil
 
 import jax
+import ml_collections
 from flax import traverse_util
 
 from encdec_jax.data import tokenizer as tokenizer_lib
-from encdec_jax.pretrained import export_hf, import_hf, stacking
+from encdec_jax.decoding import config as decode_config
+from encdec_jax.pretrained import export_hf, generation, import_hf, stacking
 from encdec_jax.starts.base import Start
 
 # config.model fields a fine-tuning run may set itself; every other field
@@ -93,6 +101,27 @@ def configure(config) -> None:
     raise ValueError(
         f"config.init_from={config.init_from} reads {meta['tokenizer']} "
         f"tokens; set --config.tokenizer={kind}")
+  configure_generation(config, meta)
+
+
+def configure_generation(config, meta: dict) -> None:
+  """config.decode <- the imported model's generation settings, for every
+  key config.decode leaves unset (absent or at decoding.config's default)."""
+  with config.unlocked():
+    if config.get("decode") is None:
+      config.decode = ml_collections.ConfigDict()
+    decode = config.decode
+    if not decode.get("model_generation", True):
+      return
+    settings = generation.decode_settings_of(
+        os.path.join(config.init_from, "hf"), meta, decode.get("task", ""))
+    defaults = dict(decode_config.DEFAULT_DECODE,
+                    **decode_config.DEFAULT_GENERATION)
+    for key, value in settings.items():
+      if key not in decode or decode[key] == defaults[key]:
+        if key in decode:  # the model's value may be of another type
+          del decode[key]
+        decode[key] = value
 
 
 def vocab_size(config) -> int | None:

@@ -41,6 +41,17 @@ without the start token, pad after EOS), and the generate settings.
 tokenizer_reference.json: sentences and the ids the model's own Hugging Face
 tokenizer gives them. Versions are recorded in versions.json.
 
+generation/CASE.json (generation_fixtures; alone with `make_fixtures.py
+generation`): shipped-style generation configs on the saved models (BART like
+bart-large-cnn, Marian like opus-mt, T5 like its summarization
+task_specific_params, repetition penalty / bad words / early_stopping
+"never" variants, scaled to the tiny models' lengths) and the tokens
+generate() returns with no arguments (the config applies), with the tokens of
+plain greedy decoding to show the settings change something;
+generation/warpers.json: HF's sampling processors (repetition penalty,
+temperature, top-k, top-p) on fixed logits, for the sampling path (whose
+random draws differ from torch's).
+
 transformers 5.23 quirks handled here: a T5 whose decoder depth differs from
 its encoder's breaks the KV cache inside generate (IndexError in
 cache_utils), so T5 generates with use_cache=False; T5Config forces
@@ -463,8 +474,125 @@ def torch_bin_fixtures():
              _use_new_zipfile_serialization=False)
 
 
+GENERATION_CASES = {
+    # bart-large-cnn's generation_config.json, lengths scaled to the tiny
+    # model's 32 positions.
+    "bart_cnn": dict(model="bart", generation_config=dict(
+        num_beams=4, length_penalty=2.0, max_length=20, min_length=9,
+        no_repeat_ngram_size=3, early_stopping=True, forced_bos_token_id=0,
+        forced_eos_token_id=2)),
+    # opus-mt's: beam 4, the pad id a bad word, forced EOS, renormalised.
+    "marian_opus": dict(model="marian", generation_config=dict(
+        num_beams=4, max_length=16, bad_words_ids=[[94]],
+        forced_eos_token_id=0, renormalize_logits=True)),
+    # t5-small's config.json task_specific_params["summarization"] (its
+    # prefix is the inputs'); no generation_config.json.
+    "t5_summarization": dict(model="t5_v11", task="summarization",
+                             generation_config=None, config_overrides=dict(
+        task_specific_params=dict(summarization=dict(
+            early_stopping=True, length_penalty=2.0, max_length=14,
+            min_length=6, no_repeat_ngram_size=3, num_beams=4,
+            prefix="summarize: ")))),
+    # Greedy with a repetition penalty, a multi-token bad word and
+    # min_new_tokens (processors on the raw logits).
+    "t5_repetition": dict(model="t5_v10", generation_config=dict(
+        repetition_penalty=1.6, min_new_tokens=5, max_new_tokens=11,
+        bad_words_ids=[[5, 9], [12]])),
+    # Beam with early_stopping="never", a repetition penalty and forced EOS.
+    "t5_never": dict(model="t5_v10", generation_config=dict(
+        num_beams=3, length_penalty=0.5, early_stopping="never",
+        repetition_penalty=1.3, max_length=10, min_length=4,
+        forced_eos_token_id=1,
+        no_repeat_ngram_size=2)),
+}
+
+
+def generation_fixtures():
+  """generation/: generate()'s tokens under each GENERATION_CASES config
+  (set as the model's generation_config, generate() called with the inputs
+  alone), and HF's sampling processors on fixed logits."""
+  out_dir = os.path.join(HERE, "generation")
+  os.makedirs(out_dir, exist_ok=True)
+  models = {}
+  for case, spec in GENERATION_CASES.items():
+    name = spec["model"]
+    if name not in models:
+      cls = (transformers.T5ForConditionalGeneration if name.startswith("t5")
+             else transformers.AutoModelForSeq2SeqLM)
+      models[name] = cls.from_pretrained(os.path.join(HERE, name)).eval()
+    model = models[name]
+    cfg = model.config
+    with np.load(os.path.join(HERE, name, "reference.npz")) as npz:
+      ids, mask = (torch.as_tensor(npz["input_ids"]),
+                   torch.as_tensor(npz["attention_mask"]))
+    ids_keys = dict(decoder_start_token_id=cfg.decoder_start_token_id,
+                    eos_token_id=cfg.eos_token_id,
+                    pad_token_id=cfg.pad_token_id,
+                    use_cache=not name.startswith("t5"))
+    settings = dict(spec["generation_config"] or {})
+    if spec.get("task"):  # what the pipelines do with the task's entry
+      settings = dict(spec["config_overrides"]["task_specific_params"][
+          spec["task"]])
+      settings.pop("prefix")
+    model.generation_config = transformers.GenerationConfig(
+        **ids_keys, **settings)
+    with torch.no_grad():
+      tokens = model.generate(input_ids=ids, attention_mask=mask)
+      model.generation_config = transformers.GenerationConfig(
+          **ids_keys, max_new_tokens=tokens.shape[1] - 1)
+      plain = model.generate(input_ids=ids, attention_mask=mask)
+    until_eos = lambda rows: [
+        r[:r.index(cfg.eos_token_id) + 1] if cfg.eos_token_id in r else r
+        for r in rows[:, 1:].tolist()]
+    record = dict(spec, input_ids=ids.tolist(), attention_mask=mask.tolist(),
+                  tokens=until_eos(tokens), plain_greedy=until_eos(plain))
+    assert record["tokens"] != record["plain_greedy"], (case, record)
+    assert max(len(r) for r in record["tokens"]) > 3, case
+    with open(os.path.join(out_dir, f"{case}.json"), "w") as f:
+      json.dump(record, f, indent=1)
+    print(f"generation {case}: {record['tokens']}")
+  warpers(out_dir)
+
+
+def warpers(out_dir):
+  """HF's sampling processors, in generate's order, on fixed logits."""
+  from transformers.generation import logits_process as lp
+  gen = torch.Generator().manual_seed(20261208)
+  logits = torch.randn((6, 40), generator=gen) * 3
+  logits[0, 7] = logits[0, 8]  # a tie at the top-k border is kept
+  history = torch.randint(0, 40, (6, 5), generator=gen)
+  history[:, 0] = 0  # the decoder start token, as in an encoder-decoder
+  cases = []
+  for penalty, temperature, top_k, top_p in ((1.0, 1.0, 0, 0.9),
+                                             (1.4, 0.7, 5, 1.0),
+                                             (1.2, 1.3, 12, 0.6),
+                                             (1.0, 0.5, 0, 0.3)):
+    scores = logits.clone()
+    steps = []
+    if penalty != 1.0:
+      steps.append(lp.RepetitionPenaltyLogitsProcessor(penalty))
+    if temperature != 1.0:
+      steps.append(lp.TemperatureLogitsWarper(temperature))
+    if top_k:
+      steps.append(lp.TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+      steps.append(lp.TopPLogitsWarper(top_p))
+    for step in steps:
+      scores = step(history, scores)
+    cases.append(dict(repetition_penalty=penalty, temperature=temperature,
+                      top_k=top_k, top_p=top_p,
+                      scores=[[None if not np.isfinite(v) else v
+                               for v in row] for row in scores.tolist()]))
+  with open(os.path.join(out_dir, "warpers.json"), "w") as f:
+    json.dump(dict(logits=logits.tolist(), history=history.tolist(),
+                   cases=cases), f)
+
+
 def main():
   torch.set_num_threads(1)
+  if sys.argv[1:] == ["generation"]:
+    generation_fixtures()
+    return
   relative_buckets()
   gen = torch.Generator().manual_seed(20261129)
   make_t5("t5_v11", gen, gated=True, tied=False, d_model=16, d_kv=6, heads=3,
@@ -474,6 +602,7 @@ def main():
   make_bart(gen)
   make_marian(gen)
   torch_bin_fixtures()
+  generation_fixtures()
   with open(os.path.join(HERE, "versions.json"), "w") as f:
     json.dump({"torch": torch.__version__,
                "transformers": transformers.__version__,
