@@ -7,6 +7,7 @@ everything left out goes in full to <workdir>/errors.log (ERRORS_LOG), and
 the error line says so.
 """
 
+import importlib.util
 import logging as pylogging
 import os
 import re
@@ -16,6 +17,7 @@ import time
 import traceback
 
 from absl import flags, logging
+import ml_collections
 from ml_collections import config_flags
 
 
@@ -144,7 +146,8 @@ def config_field_error(argv: list[str], error: Exception) -> str | None:
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser, with one `error:` line for a bad flag, a mistyped
-  config field or a value of the wrong type."""
+  config field, a value of the wrong type or a --config file that does not
+  load (its traceback, if any, to <workdir>/errors.log)."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -153,11 +156,57 @@ def parse_flags(argv: list[str]) -> list[str]:
       last = [l for l in text.strip().splitlines() if l.strip()][-1]
       text = f"{text.split(': ', 1)[0]}: {last}"
     sys.exit(f"error: {text} (see --helpshort)")
-  except (AttributeError, KeyError) as e:
-    message = config_field_error(argv, e)
-    if message is None:
+  except Exception as e:  # noqa: BLE001  re-raised unless it is named
+    message = (config_field_error(argv, e)
+               if isinstance(e, (AttributeError, KeyError)) else None)
+    message = message or config_file_error(argv, e)
+    if message is None or _flag_value(argv, "verbosity") is not None:
       raise
     sys.exit(f"error: {message}")
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+  """--name=value or --name value from argv, before absl has parsed it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+    if arg in (f"--{name}", f"-{name[0]}") and name == "verbosity":
+      return argv[i + 1] if i + 1 < len(argv) else ""
+    if arg == f"--{name}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def config_file_error(argv: list[str], error: Exception) -> str | None:
+  """One line for a --config file that fails to load (no get_config, a
+  syntax error, an import error), or None if `error` came from elsewhere.
+  The traceback goes to <workdir>/errors.log."""
+  value = _flag_value(argv, "config")
+  if not value:
+    return None
+  path = os.path.abspath(value.split(":", 1)[0])
+  if (isinstance(error, AttributeError)
+      and "has no attribute 'get_config'" in str(error)):
+    return (f"--config={value}: the file defines no get_config(); a config "
+            "file defines get_config() returning an ml_collections.ConfigDict "
+            "(see experiments/*.py)")
+  frames = [f.filename for f in traceback.extract_tb(error.__traceback__)]
+  if isinstance(error, SyntaxError) and os.path.abspath(
+      error.filename or "") == path:
+    what = f"line {error.lineno}: {error.msg}; fix the file"
+  elif path in (os.path.abspath(f) for f in frames):
+    lines = str(error).strip().splitlines() or [""]
+    what = f"{type(error).__name__}: {lines[0]}"
+  else:
+    return None
+  workdir = _flag_value(argv, "workdir")
+  if workdir and workdir.strip():
+    ERRORS_LOG.path = os.path.join(workdir, "errors.log")
+    ERRORS_LOG.write(f"--config={value} did not load", "".join(
+        traceback.format_exception(type(error), error, error.__traceback__)))
+  where = (f" (the traceback is in {ERRORS_LOG.path})" if ERRORS_LOG.count
+           else "")
+  return f"--config={value}: {what}{where}"
 
 
 def config_import_paths(argv: list[str]) -> list[str]:
@@ -209,10 +258,45 @@ def load_config(flag_values):
     sys.exit(f"error: --config={flag_values['config'].serialize().split('=', 1)[1]}"
              f": no such file ({path}); the configs are experiments/*.py.")
   try:
-    return flag_values.config
+    config = flag_values.config
   except Exception as e:  # noqa: BLE001  the cause is what the user needs
     if flag_values["verbosity"].present:
       raise
     cause = e.__cause__ or e.__context__ or e
     lines = str(cause).strip().splitlines() or [type(cause).__name__]
     sys.exit(f"error: --config={path}: {lines[0]}")
+  problem = config_problem(config)
+  if problem:
+    sys.exit(f"error: --config={path}: {problem}")
+  return config
+
+
+# The config every shipped experiment builds on (read as a file: the
+# package does not import experiments/).
+BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments", "number_translation.py")
+
+
+def config_problem(config) -> str | None:
+  """What makes `config` (a get_config() result) unusable: not a
+  ConfigDict, or without fields every experiment has; None if fine."""
+  if not isinstance(config, ml_collections.ConfigDict):
+    return (f"get_config() returned a {type(config).__name__}, not an "
+            "ml_collections.ConfigDict; build it as experiments/*.py do "
+            "(c = number_translation.get_config(), then change fields)")
+  if not os.path.isfile(BASE_CONFIG):  # an install without experiments/
+    return None
+  spec = importlib.util.spec_from_file_location("_base_config", BASE_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  base = module.get_config()
+  missing = [k for k in base if k not in config]
+  if not missing:
+    return None
+  # Blocks first: a missing block is the likelier cause.
+  missing.sort(key=lambda k: (
+      not isinstance(base[k], ml_collections.ConfigDict), k))
+  return (f"the config lacks {len(missing)} of the fields every experiment "
+          f"has ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}"
+          "); build it on experiments/number_translation.py's get_config() "
+          "as experiments/*.py do")
