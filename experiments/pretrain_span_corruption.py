@@ -58,7 +58,7 @@ def get_config(arm: str = "span_corruption") -> ml_collections.ConfigDict:
       dtype="float32", scan_layers=False))
   c.learning_rate = 3e-3
   c.warmup_steps = 100
-  c.num_train_steps = 1500
+  c.num_train_steps = 1000
   c.label_smoothing = 0.0
   c.weight_decay = 0.0
   c.log_every = 50
