@@ -29,7 +29,7 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, tokenizer, "
                     "TensorBoard events and results.")
 flags.DEFINE_enum("mode", "train",
                   ["train", "eval", "decode", "embed", "export_encoder",
-                   "export_adapter", "merge_adapter"],
+                   "export_adapter", "merge_adapter", "export_serving"],
                   "train (resumes if the workdir has a checkpoint), eval (the "
                   "latest checkpoint on validation and test), decode (--input "
                   "to --output; an LM continues each line), embed (unit "
@@ -39,12 +39,19 @@ flags.DEFINE_enum("mode", "train",
                   "--output, for --config.init_encoder), export_adapter (a "
                   "LoRA run's adapters and their settings to the directory "
                   "--output, for --config.lora.adapter), merge_adapter (the "
-                  "adapters folded into the base: a plain workdir --output).")
+                  "adapters folded into the base: a plain workdir --output), "
+                  "export_serving (encode and the greedy, beam and sampling "
+                  "decoders as jax.export artifacts, with the params and "
+                  "tokenizer, to the directory --output: served by jax alone "
+                  "with python -m encdec_jax.serving).")
 flags.DEFINE_string("input", "-", "--mode=decode: source file, one a line; "
                     "'-' reads stdin.")
 flags.DEFINE_string("output", "-", "--mode=decode: output file ('-' is "
                     "stdout); --mode=embed: a .npy file; "
                     "--mode=export_encoder: a new directory.")
+flags.DEFINE_list("platforms", ["cpu"], "--mode=export_serving: the "
+                  "platforms to lower for besides cpu (cuda, rocm, tpu); no "
+                  "such device is needed to export.")
 flags.DEFINE_integer("neighbours", 0, "--mode=embed: also print each input "
                      "line's N most similar other lines (cosine).")
 flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of "
@@ -79,7 +86,7 @@ def main(argv):
   # Imported after flag parsing so --help stays fast.
   from encdec_jax import parallel  # before any JAX computation
   from encdec_jax.data.tokenizer import MissingPackageError
-  from encdec_jax import exports
+  from encdec_jax import exports, serving_export
   from encdec_jax.train import inference, trainer
   modes = {
       "train": lambda: trainer.train_and_evaluate(config, workdir),
@@ -94,6 +101,8 @@ def main(argv):
                                                        FLAGS.output),
       "merge_adapter": lambda: exports.merge_adapter(config, workdir,
                                                      FLAGS.output),
+      "export_serving": lambda: serving_export.export_serving(
+          config, workdir, FLAGS.output, FLAGS.platforms),
   }
   try:
     parallel.initialize_distributed(FLAGS.coordinator_address,

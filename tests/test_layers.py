@@ -15,9 +15,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PACKAGE = os.path.join(ROOT, "encdec_jax")
 
 # Bottom to top: a module may import its own layer and the ones before it.
-LAYERS = ("encdec_jax", "io_utils", "console", "nn", "parallel", "models", "data",
-          "decoding", "checkpoint", "tasks", "lora", "pretrained", "starts",
-          "train", "exports", "reports", "bench", "main")
+LAYERS = ("encdec_jax", "serving", "io_utils", "console", "nn", "parallel",
+          "models", "data", "decoding", "checkpoint", "tasks", "lora",
+          "pretrained", "starts", "train", "exports", "serving_export",
+          "reports", "bench", "main")
 # Where the start fields may be read.
 START_READERS = ("encdec_jax/starts/", "encdec_jax/train/config_checks.py")
 START_FIELDS = ("init_from", "init_encoder")

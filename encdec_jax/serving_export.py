@@ -1,0 +1,252 @@
+"""--mode=export_serving: a trained text model as a directory that jax alone
+serves (encdec_jax/serving.py reads it; serving.json says what is in it).
+
+It restores the run as --mode=decode does (train/inference.restore_latest)
+and exports, with jax.export, the real decoding code of decoding/config.py
+(make_decode_fn): `encode`, and the whole decode loop for greedy, beam (the
+config's beam_size and length_penalty) and sampling (the config's
+temperature, top_k, top_p; the seed and the batch index are inputs). The
+params are an argument of every artifact, never constants in it: they are
+written once, as params.safetensors.
+
+Shapes: the batch size b and the source length s are symbolic (b <= 256,
+s <= the bucket of config.max_source_length); the loader pads lines to the
+run's bucket_boundaries as the pipeline does, so a served batch has the
+shape --mode=decode gives it. The output length is config.max_decode_length.
+
+The directory is written as a temporary sibling, then renamed: a killed
+export leaves no half directory at --output.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import traverse_util
+from jax import export
+from safetensors.numpy import save_file
+
+from encdec_jax import serving
+from encdec_jax.data import pipeline
+from encdec_jax.data import tokenizer as tokenizer_lib
+from encdec_jax.decoding.config import decode_settings, make_decode_fn
+from encdec_jax.decoding.loop import PAD_ID
+from encdec_jax.train import inference
+
+MAX_BATCH_SIZE = 256  # the symbolic batch's bound, checked by the loader
+KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+_SEP = "/"  # params.safetensors names: the tree path joined
+
+
+def check_platforms(platforms) -> tuple[str, ...]:
+  """('cpu', then the others asked for, once each); a ValueError names an
+  unknown one."""
+  asked = [p.strip().lower() for p in platforms if p.strip()]
+  unknown = sorted(set(asked) - set(KNOWN_PLATFORMS))
+  if unknown:
+    raise ValueError(f"--platforms: {', '.join(unknown)} is not a jax "
+                     f"platform; use some of {', '.join(KNOWN_PLATFORMS)} "
+                     "(cpu is always lowered for).")
+  return tuple(dict.fromkeys(["cpu"] + asked))
+
+
+def _check_output(output: str) -> str:
+  if output == "-" or not output.strip():
+    raise ValueError("--mode=export_serving needs --output=DIR, a new "
+                     "directory.")
+  output = os.path.abspath(output)
+  if os.path.exists(output) and not (os.path.isdir(output) and
+                                     not os.listdir(output)):
+    raise ValueError(f"--output={output} already exists and is not an "
+                     "empty directory; give a new directory.")
+  if not os.path.isdir(os.path.dirname(output)):
+    raise FileNotFoundError(f"--output={output}: there is no directory "
+                            f"{os.path.dirname(output)}; create it first.")
+  return output
+
+
+def _tokenizer_entry(tokenizer) -> tuple[dict, bytes | None]:
+  """(serving.json's tokenizer entry, the bytes of its file)."""
+  if isinstance(tokenizer, tokenizer_lib.ByteTokenizer):
+    return {"kind": "bytes", "file": None,
+            "vocab_size": tokenizer.vocab_size}, None
+  if isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
+    data = tokenizer.model_proto  # the workdir's tokenizer.model, as read
+    return {"kind": "sentencepiece",
+            "file": tokenizer_lib.TOKENIZER_FILES["sentencepiece"],
+            "vocab_size": tokenizer.vocab_size,
+            "sha256": hashlib.sha256(data).hexdigest()}, data
+  raise ValueError(f"--mode=export_serving serves SentencePiece and byte "
+                   f"tokenizers; this run's is {type(tokenizer).__name__}: "
+                   "decode it in-process with --mode=decode.")
+
+
+def flat_params(params) -> dict[str, np.ndarray]:
+  """name -> numpy array, the tree path joined with '/'."""
+  flat = traverse_util.flatten_dict(params)
+  bad = [k for k in flat if any(_SEP in part for part in k)]
+  if bad:
+    raise ValueError(f"param name {bad[0]} holds {_SEP!r}; it cannot be "
+                     "written flat.")
+  return {_SEP.join(k): np.asarray(v) for k, v in flat.items()}
+
+
+def _tree(flat: dict):
+  return traverse_util.unflatten_dict(
+      {tuple(k.split(_SEP)): v for k, v in flat.items()})
+
+
+def _decoder(exp, config, **decode):
+  """make_decode_fn with config.decode's settings, `decode` over them."""
+  variant = config.copy_and_resolve_references()
+  with variant.unlocked():
+    variant.decode = ml_collections.ConfigDict(
+        dict(decode_settings(config), **decode))
+  return make_decode_fn(exp.model, variant, exp.tokenizer.eos_id,
+                        prompted=exp.task.prompted), decode_settings(variant)
+
+
+def entry_points(exp, config) -> dict:
+  """name -> (function of (flat params, inputs_BxS, *extra), extra input
+  specs, settings): what each artifact computes."""
+
+  def encode(flat, inputs_BxS):
+    encoded = exp.model.apply({"params": _tree(flat)}, inputs_BxS,
+                              method="encode")
+    return {"hidden": encoded.hidden_BxSxD, "mask": encoded.mask_BxS}
+
+  points = {"encode": (encode, [], {})}
+  greedy_fn, greedy = _decoder(exp, config, algorithm="greedy")
+  beam_fn, beam = _decoder(exp, config, algorithm="beam")
+  sample_fn, sample = _decoder(exp, config, algorithm="sample")
+  fixed_key = jax.random.key(0)  # unused by greedy and beam
+
+  points["greedy"] = (
+      lambda flat, inputs_BxS: greedy_fn(_tree(flat), inputs_BxS, fixed_key),
+      [], {"algorithm": "greedy"})
+  points["beam"] = (
+      lambda flat, inputs_BxS: beam_fn(_tree(flat), inputs_BxS, fixed_key),
+      [], {k: beam[k] for k in ("algorithm", "beam_size", "length_penalty")})
+  scalar = jax.ShapeDtypeStruct((), jnp.int32)
+  # Batch i of --mode=decode draws with fold_in(key(seed), i).
+  points["sample"] = (
+      lambda flat, inputs_BxS, seed, batch_index: sample_fn(
+          _tree(flat), inputs_BxS,
+          jax.random.fold_in(jax.random.key(seed), batch_index)),
+      [("seed", scalar), ("batch_index", scalar)],
+      {k: sample[k] for k in ("algorithm", "temperature", "top_k",
+                              "top_p")})
+  return points
+
+
+def _aval_entry(name: str, aval) -> dict:
+  return {"name": name, "dtype": str(aval.dtype),
+          "shape": [d if isinstance(d, int) else str(d) for d in aval.shape]}
+
+
+def _outputs(exported) -> list[dict]:
+  avals = jax.tree_util.tree_unflatten(exported.out_tree, exported.out_avals)
+  leaves = jax.tree_util.tree_flatten_with_path(avals)[0]
+  return [_aval_entry(jax.tree_util.keystr(path, simple=True, separator="/")
+                      or "tokens", aval) for path, aval in leaves]
+
+
+def export_artifacts(exp, config, params_spec: dict,
+                     platforms: tuple[str, ...]) -> tuple[dict, dict, dict]:
+  """({name: serialized bytes}, {name: manifest entry}, limits)."""
+  boundaries = sorted(config.bucket_boundaries)
+  padded_max = pipeline.bucket_length(config.max_source_length, boundaries)
+  limits = {"max_batch_size": MAX_BATCH_SIZE,
+            "max_source_tokens": config.max_source_length,
+            "source_buckets": [b for b in boundaries if b <= padded_max],
+            "max_decode_length": config.max_decode_length}
+  b, s = export.symbolic_shape(
+      "b, s", constraints=(f"b <= {MAX_BATCH_SIZE}", f"s <= {padded_max}"))
+  inputs_spec = jax.ShapeDtypeStruct((b, s), jnp.int32)
+  blobs, entries = {}, {}
+  for name, (fn, extra, settings) in entry_points(exp, config).items():
+    exported = export.export(jax.jit(fn), platforms=platforms)(
+        params_spec, inputs_spec, *[spec for _, spec in extra])
+    blobs[name] = exported.serialize()
+    entries[name] = dict(
+        settings, file=f"{name}.jax_export",
+        inputs=[{"name": "params", "file": serving.PARAMS_FILE},
+                _aval_entry("inputs", inputs_spec)]
+        + [_aval_entry(n, spec) for n, spec in extra],
+        outputs=_outputs(exported))
+  return blobs, entries, limits
+
+
+def export_serving(config, workdir: str, output: str,
+                   platforms=("cpu",)) -> dict:
+  """Writes the served model of `workdir`'s latest checkpoint to the new
+  directory `output`; returns its manifest (serving.json)."""
+  platforms = check_platforms(platforms)
+  output = _check_output(output)
+  start = time.time()
+  exp, params, step = inference.restore_latest(config, workdir)
+  if not exp.task.decodes_text:
+    raise ValueError(f"nothing to serve: {exp.task.decode_refusal}")
+  tokenizer_entry, tokenizer_bytes = _tokenizer_entry(exp.tokenizer)
+  flat = flat_params(params)
+  params_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
+                 for k, v in flat.items()}
+  blobs, artifacts, limits = export_artifacts(exp, config, params_spec,
+                                              platforms)
+  manifest = {
+      "format": serving.FORMAT, "format_version": serving.FORMAT_VERSION,
+      "jax_version": jax.__version__, "platforms": list(platforms),
+      "written": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "source": {"workdir": os.path.abspath(workdir), "step": int(step),
+                 "task": exp.task.name,
+                 "family": config.model.get("family", "transformer")},
+      "prompted": exp.task.prompted,
+      "tokenizer": tokenizer_entry,
+      "special_ids": {"pad": serving.PAD_ID, "eos": int(exp.tokenizer.eos_id),
+                      "decoder_start": PAD_ID,
+                      "unk": getattr(exp.tokenizer, "unk_id", None)},
+      "params": {"file": serving.PARAMS_FILE, "count": len(flat),
+                 "size": int(sum(v.size for v in flat.values())),
+                 "naming": f"the params tree path joined with {_SEP!r}"},
+      "batch_size": int(config.eval_batch_size), "limits": limits,
+      "artifacts": artifacts}
+  _write_directory(output, manifest, flat, blobs, tokenizer_bytes)
+  print(f"exported step {step} of {workdir} (encode; greedy, beam "
+        f"{artifacts['beam']['beam_size']}, sample) for "
+        f"{', '.join(platforms)} in {time.time() - start:.1f} s to {output}; "
+        f"serve it with: python -m encdec_jax.serving --export={output} "
+        "--input=FILE --output=FILE")
+  return manifest
+
+
+def _write_directory(output: str, manifest: dict, flat: dict, blobs: dict,
+                     tokenizer_bytes: bytes | None) -> None:
+  """All files into a temporary sibling of `output`, renamed onto it."""
+  tmp = os.path.join(os.path.dirname(output),
+                     f".{os.path.basename(output)}.tmp-{os.getpid()}")
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    save_file(flat, os.path.join(tmp, serving.PARAMS_FILE))
+    for name, blob in blobs.items():
+      with open(os.path.join(tmp, manifest["artifacts"][name]["file"]),
+                "wb") as f:
+        f.write(blob)
+    if tokenizer_bytes is not None:
+      with open(os.path.join(tmp, manifest["tokenizer"]["file"]), "wb") as f:
+        f.write(tokenizer_bytes)
+    with open(os.path.join(tmp, serving.MANIFEST), "w",
+              encoding="utf-8") as f:
+      json.dump(manifest, f, indent=2)
+    os.replace(tmp, output)  # onto a missing or empty directory
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
