@@ -70,7 +70,11 @@ def get_config() -> ml_collections.ConfigDict:
       # reproduce source values that training does not cover. The pointer:
       # decoder layer copy_layer's cross-attention, its first copy_heads
       # heads (0: all).
-      copy=False, copy_layer=-1, copy_heads=1))
+      copy=False, copy_layer=-1, copy_heads=1,
+      # T5's bucketed relative position bias in every self-attention (0:
+      # none); with position_embedding="none" it replaces the absolute
+      # positions (the copy study's "relative positions" arm).
+      relative_position_buckets=0, relative_position_max_distance=128))
 
   # Optimization.
   c.learning_rate = 2e-3
@@ -155,11 +159,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_decode_examples = 500  # validation examples decoded at each eval
   c.max_decode_length = 48
   # Decoding for evaluation and --mode=decode: "greedy", "beam" (beam_size,
-  # length_penalty = GNMT alpha) or "sample" (temperature, top_k, top_p; the
-  # key of batch i is fold_in(key(seed), i)).
+  # length_penalty = GNMT alpha), "sample" (temperature, top_k, top_p; the
+  # key of batch i is fold_in(key(seed), i)) or "speculative" (k, draft,
+  # sample; docs/running.md).
+  # The draft ("self": the first half of the decoder's layers, "self:N":
+  # the first N) proposes k tokens a round; sample=True: rejection sampling.
   c.decode = ml_collections.ConfigDict(dict(
       algorithm="greedy", beam_size=4, length_penalty=0.6, temperature=1.0,
-      top_k=0, top_p=1.0, seed=0))
+      top_k=0, top_p=1.0, seed=0, k=4, draft="self", sample=False))
   c.num_samples_to_print = 3
   c.test_at_end = True
   # sacrebleu tokenizer for BLEU. German numbers are single words, so word

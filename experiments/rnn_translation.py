@@ -41,4 +41,7 @@ def get_config(arm: str = "attention") -> ml_collections.ConfigDict:
   number_translation.check_arm(arm, ARMS, __file__)
   c = number_translation.get_config()
   c.model = rnn_model(arm)
+  # Pointer-generator copy over the additive attention (docs/copy.md):
+  # --config.model.copy=true (the attention arm; bottleneck has no pointer).
+  c.model.copy = False
   return c
