@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from encdec_jax import io_utils, parallel
-from encdec_jax.checkpoint import encoder_source, layout
+from encdec_jax.checkpoint import encoder_source, layout, output_dir
 from encdec_jax.checkpoint import encoder_spec as spec_lib
 from encdec_jax.data import tokenizer as tokenizer_lib
 
@@ -42,29 +42,28 @@ def save_encoder(path: str, encoder_params, spec: dict, tokenizer) -> None:
   """Writes params['encoder'], its spec and tokenizer to a new directory `path`.
 
   Every process calls it (the orbax save is collective); process 0 writes the
-  files. encoder.json goes last: a crash leaves a directory that loads refuse.
+  files, in a sibling renamed to `path` at the end (output_dir.py): a
+  non-empty `path` is refused, a killed save leaves no `path`.
   """
-  path = os.path.abspath(path)
-  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-    raise ValueError(f"refusing to overwrite {path}: it exists and is not "
-                     "empty; remove it or choose another path.")
+  path = output_dir.check_new(path, "the encoder")
   vocab = spec_lib.vocab_of(tokenizer)
   if spec.get("vocab") != vocab:
     raise ValueError(f"spec vocab {spec.get('vocab')} is not the tokenizer's "
                      f"{vocab}; build the spec with encoder_spec(config, "
                      "tokenizer).")
-  ocp.PyTreeCheckpointer().save(os.path.join(path, layout.PARAMS_DIR),
-                                encoder_params)  # synchronous
-  if jax.process_index() == 0:
-    if vocab["kind"] in tokenizer_lib.TOKENIZER_FILES:
-      tokenizer_lib.write_model_proto(
-          tokenizer_lib.tokenizer_path(path, vocab["kind"]),
-          tokenizer_lib.serialized(tokenizer))
-    record = {"format": encoder_source.FORMAT,
-              "version": encoder_source.VERSION, "config": spec["config"],
-              "vocab": spec["vocab"]}
-    io_utils.write_atomically(os.path.join(path, layout.SPEC_FILE),
-                              json.dumps(record, indent=2, sort_keys=True))
+  with output_dir.new_directory(path, "the encoder") as partial:
+    ocp.PyTreeCheckpointer().save(os.path.join(partial, layout.PARAMS_DIR),
+                                  encoder_params)  # synchronous
+    if jax.process_index() == 0:
+      if vocab["kind"] in tokenizer_lib.TOKENIZER_FILES:
+        tokenizer_lib.write_model_proto(
+            tokenizer_lib.tokenizer_path(partial, vocab["kind"]),
+            tokenizer_lib.serialized(tokenizer))
+      record = {"format": encoder_source.FORMAT,
+                "version": encoder_source.VERSION, "config": spec["config"],
+                "vocab": spec["vocab"]}
+      io_utils.write_atomically(os.path.join(partial, layout.SPEC_FILE),
+                                json.dumps(record, indent=2, sort_keys=True))
 
 
 def export_encoder(workdir: str, path: str, step: int | None = None) -> int:

@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from encdec_jax import io_utils
+from encdec_jax.checkpoint import output_dir
 from encdec_jax.lora import adapters
 
 SPEC_FILE, PARAMS_DIR = "adapter.json", "params"
@@ -44,16 +45,14 @@ def make_spec(config, lora_meta: dict, step: int, tree) -> dict:
 
 
 def save_adapter(path: str, tree, spec: dict) -> None:
-  """Writes `tree` (the adapters) and `spec` to the new directory `path`."""
-  path = os.path.abspath(path)
-  if os.path.exists(path) and os.listdir(path):
-    raise ValueError(f"{path} exists and is not empty; give a new directory "
-                     "for the adapter.")
-  os.makedirs(path, exist_ok=True)
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(os.path.join(path, PARAMS_DIR), jax.device_get(tree))
-  io_utils.write_atomically(os.path.join(path, SPEC_FILE),
-                            json.dumps(spec, indent=2))
+  """Writes `tree` (the adapters) and `spec` to the new directory `path`,
+  whole or not at all (checkpoint/output_dir.py: a non-empty or busy `path`
+  is refused, a killed export's leftovers are cleared by the rerun)."""
+  with output_dir.new_directory(path, "the adapter") as partial:
+    with ocp.StandardCheckpointer() as ckpt:
+      ckpt.save(os.path.join(partial, PARAMS_DIR), jax.device_get(tree))
+    io_utils.write_atomically(os.path.join(partial, SPEC_FILE),
+                              json.dumps(spec, indent=2))
 
 
 def read_spec(path: str) -> dict:

@@ -270,12 +270,20 @@ def embed_file(config, workdir: str, input_path: str, output_path: str,
   lines = read_lines(input_path)
   if not any(line.strip() for line in lines):
     raise ValueError(f"--input={input_path} has no lines to embed.")
-  line_output.check_output_file(output_path)  # before the model is restored
+  # Before the model is restored.
+  line_output.check_output_file(output_path, input_path)
   vectors_NxD = embed_lines(config, workdir, lines)
-  tmp = f"{output_path}.tmp"  # never half a file at --output
-  with open(tmp, "wb") as f:
-    np.save(f, vectors_NxD)
-  os.replace(tmp, output_path)
+  # Never half a file at --output; one sibling per command, so two embeds
+  # into one output each leave a whole file.
+  directory, name = os.path.split(os.path.abspath(output_path))
+  tmp = os.path.join(directory, f".{name}.partial-{os.getpid()}")
+  try:
+    with open(tmp, "wb") as f:
+      np.save(f, vectors_NxD)
+    os.replace(tmp, output_path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
   print(f"wrote {vectors_NxD.shape[0]} x {vectors_NxD.shape[1]} unit "
         f"vectors to {output_path}", file=sys.stderr)
   if neighbours > 0 and len(lines) > 1:
@@ -298,7 +306,7 @@ def decode_file(config, workdir: str, input_path: str,
     raise ValueError(task.decode_refusal)
   lines = read_lines(input_path)
   # Checked now, not after the last line is decoded.
-  out = line_output.LineWriter(output_path, len(lines))
+  out = line_output.LineWriter(output_path, len(lines), input_path)
   # stderr: stdout may be the translations themselves (--output=-).
   print(f"decoding {len(lines)} lines ({describe_decoding(config)})",
         file=sys.stderr, flush=True)
@@ -310,6 +318,9 @@ def decode_file(config, workdir: str, input_path: str,
     out.close()
   except KeyboardInterrupt:
     raise out.interrupted() from None
+  except BaseException:
+    out.finish()  # the lines decoded before the error stay at --output
+    raise
   if output_path != "-":
     print(f"wrote {out.written} lines to {output_path}", file=sys.stderr,
           flush=True)
