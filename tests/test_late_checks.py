@@ -59,18 +59,46 @@ _LATE = [
     ("remat", "some", "remat='some' is not one of"),
     ("mesh.data", 3, r"config.mesh={'data': 3, 'fsdp': 1, 'tensor': 1} needs "
      "3 devices"),
+    ("pack_algorithm", "firstfit", "config.pack_algorithm='firstfit' is not "
+     "known; use one of"),
+    ({"pack_examples": True, "model": "rnn"}, None, "config.pack_examples="
+     "True packs pairs for a Transformer encoder-decoder, but task="
+     "'translation' with config.model.family='rnn' builds a"),
+    ({"pack_examples": True, "task": "lm"}, None, "config.pack_examples=True "
+     "packs pairs for a Transformer encoder-decoder, but task='lm'"),
+    ("decode.algorithm", "speculative", "config.decode.draft='self' drafts "
+     "with the first half of the decoder's layers, but "
+     "config.model.num_decoder_layers=1 leaves none to skip"),
+    ({"decode.algorithm": "speculative", "decode.draft": "self:2",
+      "model.num_decoder_layers": 2}, None, "config.decode.draft='self:2' "
+     "drafts with 2 of the decoder's 2 layers; use 'self:N' with 1 <= N < 2"),
+    ({"decode.algorithm": "speculative", "decode.draft": "model"}, None,
+     "config.decode.draft='model' needs a separate draft model, which only "
+     "the Python API takes"),
+    ({"decode.algorithm": "speculative", "model": "rnn"}, None,
+     "config.decode.draft='self' drafts with the decoder's own first layers: "
+     "it needs config.model.family='transformer'"),
 ]
 
 
-@pytest.mark.parametrize("field, value, message", _LATE,
-                         ids=[field for field, _, _ in _LATE])
+@pytest.mark.parametrize(
+    "field, value, message", _LATE,
+    ids=[field if isinstance(field, str) else "+".join(
+        f"{k}={v}" for k, v in field.items()) for field, _, _ in _LATE])
 def test_late_values_are_checked_before_anything_is_written(
     small_text_files, tmp_path, field, value, message):
   config = tiny.get_config()
   config.dataset = "text_files"
   config.text_files.update(small_text_files)
   config.update(num_train_steps=2, eval_every=1000, test_at_end=False)
-  _set(config, field, value)
+  changes = field if isinstance(field, dict) else {field: value}
+  for name, new in changes.items():
+    if name == "model":  # another family's model block
+      config.model = tiny.get_config(new).model
+    elif name == "task":
+      config.update(task=new, lm_field="target", label_smoothing=0.0)
+    else:
+      _set(config, name, new)
   workdir = str(tmp_path / "run")
   with pytest.raises(ValueError) as error:
     trainer.train_and_evaluate(config, workdir)
@@ -80,7 +108,16 @@ def test_late_values_are_checked_before_anything_is_written(
 
 
 def test_every_shipped_config_passes_the_early_checks():
+  """(A LoRA config names a base run the user trains first: with none
+  there, the early checks say so.)"""
   for name in sorted(os.listdir(os.path.join(REPO, "experiments"))):
     if name.endswith(".py") and not name.startswith("_"):
       module = importlib.import_module(f"experiments.{name[:-3]}")
-      experiment.check_config(module.get_config())
+      config = module.get_config()
+      base = (config.get("lora") or {}).get("base")
+      if base and not os.path.exists(base):
+        with pytest.raises(FileNotFoundError, match=r"config.lora.base=.* "
+                           "does not exist; .* train it there first"):
+          experiment.check_config(config)
+        continue
+      experiment.check_config(config)

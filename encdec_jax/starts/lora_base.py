@@ -72,9 +72,10 @@ def _base_workdir(path: str) -> str:
     raise ValueError(f"config.lora.base={path} is a checkpoints directory; "
                      f"name the run's workdir (--config.lora.base={parent}).")
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"config.lora.base={path} does not exist; name "
-                            "the workdir of the trained model to adapt (was "
-                            "it moved or deleted?).")
+    raise FileNotFoundError(
+        f"config.lora.base={path} does not exist; name the workdir of the "
+        "trained model to adapt (if it was moved, its new place; if it was "
+        "never trained, train it there first).")
   if not checkpoint.has_checkpoint(path):
     raise FileNotFoundError(
         f"config.lora.base={path} holds no checkpoint: it is not a trained "

@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from encdec_jax import checkpoint, io_utils, parallel, starts, tasks
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models import registry
-from encdec_jax.train import config_checks
+from encdec_jax.train import architecture_checks, config_checks
 from encdec_jax.train import metrics_writer as mw
 from encdec_jax.train import step as step_lib
 
@@ -68,22 +68,9 @@ def check_config(config) -> tasks.Task:
   task = tasks.get(config)
   family = registry.family(config, task.name, task.families)
   config_checks.check(config)
-  _check_architecture(config, task, family)
+  architecture_checks.check(config, task, family)
   parallel.mesh_shape(config)  # the mesh fits the devices
   return task
-
-
-def _check_architecture(config, task, family) -> None:
-  """The model block's own checks (activation, norm, remat, cell, ...), run
-  now with a stand-in vocabulary size; the real size is known only once
-  the tokenizer is, so a problem that involves it is left to the build."""
-  stand_in = 259 if config.get("tokenizer") == "bytes" else (
-      config.get("vocab_size") or 259)
-  try:
-    task.model_config(config, family, stand_in)
-  except ValueError as e:
-    if "vocab_size" not in str(e):
-      raise
 
 
 def setup(config, workdir: str, *, train_tokenizer: bool) -> Experiment:
