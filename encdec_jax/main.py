@@ -83,6 +83,25 @@ def main(argv):
     sys.exit("error: --workdir is empty; give the directory for checkpoints, "
              "the tokenizer and results (e.g. --workdir=runs/my_run).")
   config, workdir = console.load_config(FLAGS), FLAGS.workdir
+  # Flags a mode would silently ignore: refused for the modes in
+  # unread_by (with what each of those reads instead).
+  flag_readers = {"input": ("decode", "embed"),
+                  "output": ("decode", "embed", "export_encoder",
+                             "export_adapter", "merge_adapter"),
+                  "neighbours": ("embed",)}
+  unread_by = {
+      "train": "training reads the config's dataset; drop the flag.",
+      "eval": "--mode=eval scores the config's validation and test splits "
+              "and appends to <workdir>/eval_results.json; drop the flag, "
+              "or use --mode=decode to translate a file.",
+      "decode": "drop the flag.", "export_encoder": "drop the flag.",
+      "export_adapter": "drop the flag.", "merge_adapter": "drop the flag."}
+  for flag, readers in flag_readers.items():
+    if FLAGS[flag].present and FLAGS.mode in unread_by and (
+        FLAGS.mode not in readers):
+      sys.exit(f"error: --{flag} is not read by --mode={FLAGS.mode} (only "
+               f"by --mode={' / --mode='.join(readers)}); "
+               f"{unread_by[FLAGS.mode]}")
   # Imported after flag parsing so --help stays fast.
   from encdec_jax import parallel  # before any JAX computation
   from encdec_jax.data.tokenizer import MissingPackageError

@@ -61,6 +61,12 @@ def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
                        "test": "data/test.tsv"})
   # The import_hf directory (required): architecture, params, tokenizer.
   c.init_from = ""
+  # Without it the run would train a default model from scratch: refused.
+  c.required_fields = ml_collections.ConfigDict({"init_from": (
+      "experiments/t5_finetune.py needs it: the architecture, weights and "
+      "tokenizer come from an imported Hugging Face model; import one with "
+      "python -m encdec_jax.pretrained.import_hf HF_MODEL_DIR pretrained/NAME "
+      "and add --config.init_from=pretrained/NAME.")})
   c.tokenizer = "sentencepiece"  # T5's spiece.model, installed by init_from
   c.max_source_length = 256
   c.max_target_length = 128

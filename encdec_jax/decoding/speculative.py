@@ -151,6 +151,20 @@ class _State:
   emitted: jax.Array  # tokens those rounds emitted (accepted + 1 each)
 
 
+def _check_vocabularies(target: CachedStep, target_cache, draft: CachedStep,
+                        draft_cache, batch_size: int) -> None:
+  """The draft's tokens are the target's ids: another vocabulary would be
+  fed to the target as if it were its own (ids past its table clamped)."""
+  token_Bx1 = jax.ShapeDtypeStruct((batch_size, 1), jnp.int32)
+  vocab = [jax.eval_shape(m.step, token_Bx1, c)[0].shape[-1]
+           for m, c in ((draft, draft_cache), (target, target_cache))]
+  if vocab[0] != vocab[1]:
+    raise ValueError(
+        f"the speculative draft predicts {vocab[0]} tokens and the model "
+        f"{vocab[1]}: a draft must share the model's vocabulary (be trained "
+        "with its tokenizer); use config.decode.draft='self' or such a draft.")
+
+
 def speculative_decode(target: CachedStep, target_cache: Any,
                        draft: CachedStep, draft_cache: Any, batch_size: int,
                        max_len: int, eos_id: int, k: int, *,
@@ -173,6 +187,7 @@ def speculative_decode(target: CachedStep, target_cache: Any,
     check_sampling_args(temperature, top_k, top_p)
     if rng is None:
       raise ValueError("sample=True needs rng.")
+  _check_vocabularies(target, target_cache, draft, draft_cache, batch_size)
   greedy = not sample or temperature == 0
 
   def probs(logits_NxV):

@@ -81,3 +81,21 @@ class Task:
   check_config: Callable[[Any], None] = lambda config: None
   # The length fields the bucket boundaries must reach.
   length_fields: tuple[str, ...] = ("max_source_length", "max_target_length")
+
+
+def refuse_copy(config, task: str, why: str) -> None:
+  """config.model.copy=True on a model with no decoder cross-attention to
+  point with would be built and trained without a copy head, silently."""
+  if (config.get("model") or {}).get("copy"):
+    raise ValueError(f"config.model.copy=True does nothing for task {task!r}: "
+                     f"the copy head points with a decoder's cross-attention "
+                     f"into the source, and {why}; drop it (docs/copy.md).")
+
+
+def check_required_fields(config) -> None:
+  """config.required_fields ({field: why}): fields a config cannot run
+  without (e.g. experiments/t5_finetune.py's init_from, without which the
+  model would be trained from scratch)."""
+  for field, why in (config.get("required_fields") or {}).items():
+    if not config.get(field):
+      raise ValueError(f"config.{field} is not set, and {why}")

@@ -11,7 +11,8 @@ from encdec_jax.data import classification as data
 from encdec_jax.models import registry
 from encdec_jax.models.classifier import EncoderClassifier
 from encdec_jax.tasks import evaluation, losses, translation
-from encdec_jax.tasks.base import EvalResult, Task, per_split
+from encdec_jax.tasks.base import (EvalResult, Task, per_split,
+                                  refuse_copy)
 
 DECODE_REFUSAL = ("--mode=decode generates text; this config's task is "
                   "'classification', so use --mode=eval (or --mode=embed for "
@@ -55,6 +56,10 @@ def make_evaluator(exp):
   return evaluate
 
 
+def check_config(config) -> None:
+  refuse_copy(config, "classification", "a classifier is an encoder only")
+
+
 TASK = Task(
     name="classification",
     families=("transformer",),
@@ -75,4 +80,5 @@ TASK = Task(
     length_fields=("max_source_length",),  # no target sequence
     checkpoint_meta=lambda exp: {
         "classes": list(exp.sources["train"].class_names)},
+    check_config=check_config,
 )

@@ -14,7 +14,8 @@ from encdec_jax.data import sources as sources_lib
 from encdec_jax.models import registry
 from encdec_jax.models.embedder import SentenceEmbedder
 from encdec_jax.tasks import evaluation, losses, retrieval, translation
-from encdec_jax.tasks.base import EvalResult, Task, per_split
+from encdec_jax.tasks.base import (EvalResult, Task, per_split,
+                                  refuse_copy)
 
 
 def contrastive_loss(model, config):
@@ -82,6 +83,10 @@ def make_evaluator(exp):
   return evaluate
 
 
+def check_config(config) -> None:
+  refuse_copy(config, "embedding", "a sentence embedder is an encoder only")
+
+
 TASK = Task(
     name="embedding",
     families=("transformer",),
@@ -98,4 +103,5 @@ TASK = Task(
                     "'embedding', so use --mode=eval (or --mode=embed for "
                     "sentence vectors)."),
     embeds_untrained=True,
+    check_config=check_config,
 )

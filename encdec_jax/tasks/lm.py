@@ -18,11 +18,14 @@ from encdec_jax.decoding.config import (decode_settings, describe_decoding,
 from encdec_jax.models import registry
 from encdec_jax.models.language_model import DecoderOnlyLM
 from encdec_jax.tasks import evaluation, translation
-from encdec_jax.tasks.base import EvalResult, Task, per_split
+from encdec_jax.tasks.base import (EvalResult, Task, per_split,
+                                  refuse_copy)
 
 
 def check_config(config) -> None:
-  """config.lm_field picks the side of a pair dataset to model."""
+  """config.lm_field picks the side of a pair dataset to model; a
+  decoder-only LM has no copy head."""
+  refuse_copy(config, "lm", "a decoder-only LM has no source to copy from")
   if config.get("dataset") != "text_files":
     field = config.get("lm_field", "source")
     if field not in lm_data.LM_FIELDS:

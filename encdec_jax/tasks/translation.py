@@ -17,7 +17,8 @@ from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.rnn_seq2seq import RNNEncoderDecoder
 from encdec_jax.nn.recurrent import RNNConfig
 from encdec_jax.tasks import evaluation, losses
-from encdec_jax.tasks.base import EvalResult, Task, per_split
+from encdec_jax.tasks.base import (EvalResult, Task, check_required_fields,
+                                  per_split)
 
 
 def pair_texts(config, sources, max_pairs: int = 50_000):
@@ -108,4 +109,5 @@ TASK = Task(
     train_dataset=text_train_dataset,
     make_evaluator=make_evaluator,
     decodes_text=True,
+    check_config=check_required_fields,
 )
