@@ -357,6 +357,9 @@ def main(argv=None) -> int:
   start = time.time()
   written = 0
   try:
+    if args.input != "-" and not os.path.isfile(args.input):
+      raise ServingError(f"--input={args.input}: no such file; give a text "
+                         "file with one source per line, or '-' for stdin.")
     served = load(args.export)
     source = (sys.stdin.buffer if args.input == "-"
               else open(args.input, "rb"))

@@ -9,6 +9,7 @@ module."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -217,3 +218,125 @@ def test_main_exports_and_the_cli_serves_line_for_line(run, tmp_path):
   expected = inference.decode_lines(make_config(files, "beam"), workdir,
                                     LINES[:25])
   assert target.read_text(encoding="utf-8").split("\n") == expected + [""]
+
+
+# Bad input: each a one-line error saying what to do.
+@pytest.fixture
+def copy_of(exported, tmp_path):
+  out = str(tmp_path / "copy")
+  shutil.copytree(exported, out)
+  return out
+
+
+def _edit_manifest(directory, **changes):
+  path = os.path.join(directory, serving.MANIFEST)
+  with open(path) as f:
+    manifest = json.load(f)
+  manifest.update(changes)
+  with open(path, "w") as f:
+    json.dump(manifest, f)
+
+
+def _refused(directory, match):
+  with pytest.raises(serving.ServingError, match=match) as e:
+    serving.load(directory)
+  assert "\n" not in str(e.value)
+
+
+def test_another_format_version_or_platform_is_refused(copy_of):
+  _edit_manifest(copy_of, format_version=2)
+  _refused(copy_of, r"written in serving format version 2 \(by jax .*\); "
+           r"this loader reads version 1: export it again")
+  _edit_manifest(copy_of, format_version=1, platforms=["tpu"])
+  _refused(copy_of, r"was lowered for tpu; this machine runs jax on cpu: "
+           r"export it again with --platforms=cpu,cpu|lowered for tpu")
+  _edit_manifest(copy_of, format="something.else", platforms=["cpu"])
+  _refused(copy_of, "is not an encdec_jax.serving manifest")
+
+
+def test_missing_or_damaged_files_are_refused(copy_of, tmp_path):
+  _refused(str(tmp_path / "nowhere"), "is not a directory")
+  os.remove(os.path.join(copy_of, "greedy.jax_export"))
+  os.remove(os.path.join(copy_of, "tokenizer.model"))
+  _refused(copy_of, "lacks greedy.jax_export, tokenizer.model: the export "
+           "is incomplete")
+  shutil.copy(os.path.join(tmp_path / "copy", "beam.jax_export"),
+              os.path.join(copy_of, "greedy.jax_export"))
+  with open(os.path.join(copy_of, "sample.jax_export"), "r+b") as f:
+    f.truncate(100)
+  shutil.copy(os.path.join(run_workdir(copy_of), "tokenizer.model"),
+              copy_of)
+  _refused(copy_of, r"sample.jax_export cannot be read by jax")
+  with open(os.path.join(copy_of, serving.PARAMS_FILE), "wb") as f:
+    f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+  os.remove(os.path.join(copy_of, "sample.jax_export"))
+  _edit_manifest(copy_of, artifacts={
+      k: v for k, v in _manifest(copy_of)["artifacts"].items()
+      if k != "sample"})
+  _refused(copy_of, "params.safetensors is not a readable safetensors file")
+  os.remove(os.path.join(copy_of, serving.MANIFEST))
+  _refused(copy_of, "serving.json is missing: .* is not a served model")
+
+
+def _manifest(directory):
+  with open(os.path.join(directory, serving.MANIFEST)) as f:
+    return json.load(f)
+
+
+def test_a_batch_or_line_past_the_bound_is_refused(served):
+  with pytest.raises(serving.ServingError,
+                     match=r"^line 2 is 7\d tokens long \(EOS included\); "
+                     "this export reads at most 64"):
+    served.translate(["12", "1" * 70])
+  with pytest.raises(serving.ServingError,
+                     match=r"^batch size 257 is outside 1..256"):
+    served.translate(["12"], batch_size=257)
+  with pytest.raises(serving.ServingError, match="'speculative' was not "
+                     "exported; use one of greedy, beam, sample"):
+    served.translate(["12"], "speculative")
+  # The artifact holds the bound itself (b <= 256), whoever calls it.
+  with pytest.raises(Exception, match="refining shapes|b <= 256"):
+    served._calls["greedy"](served.params, np.zeros((257, 16), np.int32))
+
+
+def test_the_cli_says_what_is_wrong_in_one_line(exported, served, tmp_path):
+  missing = _python("-m", "encdec_jax.serving", f"--export={tmp_path}/none",
+                    "--input=-")
+  assert missing.returncode == 1
+  assert missing.stderr.strip().splitlines() == [
+      f"error: {tmp_path}/none is not a directory; give the --output of "
+      "--mode=export_serving."]
+  target = tmp_path / "out.txt"
+  long = _python("-m", "encdec_jax.serving", f"--export={exported}",
+                 f"--output={target}", "--batch_size=2",
+                 stdin="12\n13\n\n" + "9" * 80 + "\n")
+  assert long.returncode == 1
+  assert long.stderr.strip().splitlines() == [
+      "error: line 4 is 82 tokens long (EOS included); this export reads at "
+      "most 64 (the model's max_source_length): shorten or split it. (2 "
+      "lines written before it)"]
+  assert target.read_text().split("\n") == served.translate(["12", "13"]) + [
+      ""]  # the lines before it are kept
+
+
+def test_export_refuses_a_used_output_and_unknown_platforms(run, exported,
+                                                            tmp_path,
+                                                            monkeypatch):
+  files, workdir = run
+  config = make_config(files)
+  with pytest.raises(ValueError, match="already exists and is not an empty "
+                     "directory; give a new directory"):
+    serving_export.export_serving(config, workdir, exported)
+  with pytest.raises(ValueError, match="needs --output=DIR"):
+    serving_export.export_serving(config, workdir, "-")
+  with pytest.raises(ValueError, match="gpu is not a jax platform; use some "
+                     "of cpu, cuda, rocm, tpu"):
+    serving_export.export_serving(config, workdir, str(tmp_path / "x"),
+                                  ("gpu",))
+  # A failed export leaves neither the directory nor its temporary sibling.
+  def full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(serving_export, "save_file", full_disk)
+  with pytest.raises(OSError, match="No space left"):
+    serving_export.export_serving(config, workdir, str(tmp_path / "new"))
+  assert sorted(os.listdir(tmp_path)) == []
