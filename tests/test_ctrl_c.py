@@ -19,6 +19,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # function replaced by WAIT (which sends SIGINT COUNT times, then waits).
 _RUN = r"""
 import os, signal, sys, time
+# Ctrl-C as a terminal's foreground job gets it: a suite started in the
+# background (nohup ... &) hands its children SIGINT ignored, and Python
+# then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.argv = ["encdec_jax.main"] + sys.argv[1:]
 from absl import app
 from encdec_jax import console, main

@@ -181,15 +181,21 @@ def test_ctrl_c_is_a_stop_request_and_a_second_one_stops_at_once():
   first one only sets the flag the loop checks at the next step boundary;
   a second one is the usual KeyboardInterrupt."""
   from encdec_jax.train import stop_request
-  stop = stop_request.StopRequest()
+  # Python's own Ctrl-C handler, whatever this process inherited (a suite
+  # run in the background, nohup ... &, has SIGINT ignored).
+  inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
-    os.kill(os.getpid(), signal.SIGINT)
-    assert stop.signal == signal.SIGINT
-    with pytest.raises(KeyboardInterrupt):
+    stop = stop_request.StopRequest()
+    try:
       os.kill(os.getpid(), signal.SIGINT)
+      assert stop.signal == signal.SIGINT
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+    finally:
+      stop.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   finally:
-    stop.restore()
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, inherited)
 
 
 def test_deterministic_setting_asks_xla_for_deterministic_gpu_ops(monkeypatch):
