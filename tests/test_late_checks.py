@@ -75,6 +75,10 @@ _LATE = [
     ({"decode.algorithm": "speculative", "decode.draft": "model"}, None,
      "config.decode.draft='model' needs a separate draft model, which only "
      "the Python API takes"),
+    ({"lora.targets": ("encoder/.*/query",), "lora.rank": -1}, None,
+     "config.lora.rank=-1 must be >= 1."),
+    ({"lora.targets": ("encoder/.*/query",), "lora.alpha": 0.0}, None,
+     "config.lora.alpha=0.0 is out of range; use a value in (0, inf)."),
     ({"decode.algorithm": "speculative", "model": "rnn"}, None,
      "config.decode.draft='self' drafts with the decoder's own first layers: "
      "it needs config.model.family='transformer'"),
@@ -121,3 +125,21 @@ def test_every_shipped_config_passes_the_early_checks():
           experiment.check_config(config)
         continue
       experiment.check_config(config)
+
+
+def test_a_length_beyond_an_imported_model_says_to_lower_it(tmp_path):
+  """config.model.max_len comes from config.init_from: the message used to
+  say to raise it, which the import then refused."""
+  from encdec_jax.pretrained import import_hf
+  from experiments import t5_finetune
+  pretrained = str(tmp_path / "t5")
+  import_hf.import_hf(os.path.join(REPO, "tests", "data", "hf_tiny",
+                                   "t5_v11"), pretrained)
+  config = t5_finetune.get_config()
+  config.update(init_from=pretrained, max_source_length=5000)
+  with pytest.raises(ValueError) as error:
+    experiment.check_config(config)
+  assert str(error.value) == (
+      "config.max_source_length=5000 > 512, the longest sequence the "
+      f"imported model (config.init_from={pretrained}) has positions for; "
+      "lower config.max_source_length.")

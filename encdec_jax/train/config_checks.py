@@ -76,6 +76,7 @@ _CHOICES = (
 
 # Fields whose lower bound is excluded (a learning rate of 0 trains nothing).
 _EXCLUSIVE_LOW = ("config.learning_rate", "config.contrastive_temperature",
+                  "config.lora.alpha",
                   "config.lr_decay_per_group", "config.model.layernorm_epsilon")
 
 
@@ -104,6 +105,11 @@ def check(config) -> None:
   max_len = model.get("max_len")
   for field in ("max_source_length", "max_target_length", "max_decode_length"):
     if max_len and config.get(field) and config[field] > max_len:
+      if config.get("init_from"):  # the import fixes the architecture
+        raise ValueError(
+            f"config.{field}={config[field]} > {max_len}, the longest "
+            "sequence the imported model (config.init_from="
+            f"{config.init_from}) has positions for; lower config.{field}.")
       raise ValueError(
           f"config.{field}={config[field]} > config.model.max_len={max_len}, "
           "the longest sequence the model has positions for; raise "
@@ -112,11 +118,25 @@ def check(config) -> None:
     if config.get(field) is not None and config[field] not in choices:
       raise ValueError(f"config.{field}={config[field]!r} is not known; use "
                        f"one of {choices}.")
+  _check_lora(config.get("lora") or {})
   boundaries = config.get("bucket_boundaries")
   if boundaries is not None and (not boundaries or min(boundaries) < 1):
     raise ValueError(f"config.bucket_boundaries={tuple(boundaries)} must be "
                      "positive lengths, the last reaching the max lengths.")
   config_consistency.check(config)
+
+
+def _check_lora(lora) -> None:
+  """The adapters' sizes (a rank of 0 or less used to fail in the model
+  init with numpy's "negative dimensions are not allowed")."""
+  if not lora.get("targets") and not lora.get("adapter"):
+    return
+  if lora.get("rank") is not None:
+    _check_int("config.lora.rank", lora["rank"], 1)
+  if lora.get("alpha") is not None:
+    _check_float("config.lora.alpha", lora["alpha"], 0.0, math.inf, False)
+  if lora.get("dropout") is not None:
+    _check_float("config.lora.dropout", lora["dropout"], 0.0, 1.0, False)
 
 
 def _divisor_near(width: int, heads: int) -> int:
