@@ -12,16 +12,26 @@ final params and optimizer state bit for bit, the consumed-example log
 (example_ids.tsv), results.json present, and metrics.jsonl holding each
 step once (a resumed run cuts back the rows of steps it redoes).
 
-Each kill picks a phase the run has still to go through, then kills at a
-random moment inside it, timed from the uninterrupted run:
+The run is scaled to the machine first: a short probe measures the step
+time, and the run gets checkpoints every ~1.5 s of training and enough of
+them for every kill (unless --override sets the steps). Each kill is
+planned in a phase, every phase at least once when --kills allows, the
+final one last:
   compile   after the `model:` line, before the first progress line
   step      between two progress lines
   save      while a checkpoint is being written (*.orbax-checkpoint-tmp)
   eval      between the progress line of an eval step and its results
   final     between the last validation results and the test results
-The seed (printed; fresh unless --seed is given) replays a failing run. One
-line per kill says where it landed and what the rerun resumed from; the last
-line is the verdict, and the exit code is 0 only if everything matched.
+and lands only once the run has a committed checkpoint and (but in
+compile, which has not started training) has committed a step beyond the
+furthest one committed before it began: the run advances between kills,
+and every kill tests a resume. The seed (printed; fresh unless --seed is
+given) replays a failing run. One line per kill says where it landed and
+what the rerun resumed from; then the coverage (kills per phase, how many
+were followed by a resume from a committed checkpoint) and the verdict.
+PASS needs the same result as the uninterrupted run AND the coverage: most
+kills followed by a resume from a committed checkpoint, and every phase hit
+once --kills reaches their number. The exit code is 0 only on PASS.
 """
 
 import glob
@@ -154,13 +164,82 @@ def _feasible(workdir: str, total: int, eval_every: int) -> list[str]:
   return [p for p in PHASES if p in phases]
 
 
+# Training time between two checkpoints of the scaled run (seconds): long
+# enough for an async save to commit and for a kill to land after it.
+CHECKPOINT_SECONDS = 1.5
+PROBE_STEPS, PROBE_LOG_EVERY = 60, 10
+
+
+def probe(config: str, workdir: str, overrides: list[str], log: str,
+          timeout: float) -> float:
+  """Seconds per training step of `config` on this machine (a short run
+  without evaluation)."""
+  run = Run(_command(config, workdir, overrides + [
+      f"num_train_steps={PROBE_STEPS}", f"log_every={PROBE_LOG_EVERY}",
+      "eval_every=100000", "checkpoint_every=100000", "test_at_end=False",
+      "num_decode_examples=0", "num_eval_examples=8"]), log)
+  if run.finish(timeout) != 0:
+    sys.exit(f"error: the probe run failed; see {log}")
+  times = [t for t, l in run.lines if _progress_step(l) is not None]
+  return float(np.median(np.diff(times[1:]))) / PROBE_LOG_EVERY
+
+
+def scaled(step_seconds: float, kills: int) -> list[str]:
+  """Overrides giving checkpoints every ~CHECKPOINT_SECONDS and room for
+  `kills` kills, each after a new commit (a save or eval kill waits up to
+  three checkpoint intervals)."""
+  every = max(5, round(CHECKPOINT_SECONDS / max(step_seconds, 1e-4)))
+  every -= every % 5  # whole progress-line gaps
+  total = every * (3 * kills + 4)
+  return [f"num_train_steps={total}", f"checkpoint_every={every}",
+          f"eval_every={2 * every}", f"log_every={every // 5}",
+          "num_eval_examples=32", "num_decode_examples=8"]
+
+
+def plan(kills: int, rng: random.Random) -> list[str]:
+  """The phase of each kill: every phase once when there are enough kills,
+  the rest drawn at random; never compile first (no checkpoint to resume
+  yet), final last (nothing trains after it)."""
+  middle = ["compile", "step", "save", "eval"]
+  if kills >= len(PHASES):
+    phases = middle + [rng.choice(middle) for _ in range(kills - 5)]
+  else:
+    phases = [rng.choice(middle) for _ in range(kills)]
+  rng.shuffle(phases)
+  if phases and phases[0] == "compile":
+    later = [i for i, p in enumerate(phases) if p != "compile"]
+    if later:
+      phases[0], phases[later[0]] = phases[later[0]], phases[0]
+    else:
+      phases[0] = "step"
+  if kills >= len(PHASES):
+    phases.append("final")
+  return phases
+
+
+def _advanced(workdir: str, furthest: int):
+  """(time, step) once the run has committed a step beyond `furthest`."""
+  steps = _committed(workdir)
+  return (time.time(), steps[-1]) if steps and steps[-1] > furthest else None
+
+
 def kill_once(run: Run, phase: str, times: dict, rng: random.Random,
               workdir: str, total: int, eval_every: int,
-              timeout: float) -> str:
-  """Kills `run` inside `phase`; returns where it landed."""
+              timeout: float, furthest: int = 0) -> str:
+  """Kills `run` inside `phase`, after it has committed a step beyond
+  `furthest` (the furthest committed when it began; a compile kill only
+  needs a checkpoint to resume from); returns where it landed."""
   started = run.wait_for(lambda l: l.startswith("model: "), timeout)
   if started is None:
     return "missed: the run ended before its model: line"
+  after = started[0]
+  if phase not in ("compile", "final"):
+    advanced = run.wait_for(lambda: _advanced(workdir, furthest), timeout,
+                            after=None, poll=0.001)
+    if advanced is None:
+      run.finish(timeout)
+      return f"missed: the run ended before committing past step {furthest}"
+    after = advanced[0]
   if phase == "save":
     hit = run.wait_for(lambda: _saving(workdir), timeout, after=None,
                        poll=0.0005)
@@ -176,7 +255,7 @@ def kill_once(run: Run, phase: str, times: dict, rng: random.Random,
     else:  # the validation of the final step, then the test split
       predicate = lambda l: l.startswith(f"[validation @ step {total},")
       window = "final"
-    hit = run.wait_for(predicate, timeout, after=started[0])
+    hit = run.wait_for(predicate, timeout, after=after)
     # Inside the phase: at most half its length in the uninterrupted run.
     delay = rng.uniform(0.0, max(times[window] / 2, 0.02))
     trigger = f"'{hit[1][:40]}'" if hit else ""
@@ -263,6 +342,12 @@ def main(argv):
   log = os.path.join(FLAGS.workdir, "stdout.txt")
 
   start = time.time()
+  if not any(o.startswith("num_train_steps=") for o in overrides):
+    step_seconds = probe(FLAGS.config, os.path.join(FLAGS.workdir, "probe"),
+                         overrides, log, FLAGS.timeout)
+    overrides = scaled(step_seconds, FLAGS.kills) + overrides
+    print(f"scaled to this machine: {step_seconds * 1000:.1f} ms a step, so "
+          + " ".join(f"--config.{o}" for o in overrides[:4]), flush=True)
   run = Run(_command(FLAGS.config, reference, overrides), log)
   if run.finish(FLAGS.timeout) != 0:
     sys.exit(f"error: the uninterrupted run failed; see {log}")
@@ -276,31 +361,83 @@ def main(argv):
         f"{times['final']:.1f} s)", flush=True)
 
   command = _command(FLAGS.config, chaos, overrides)
-  kills = 0
-  while kills < FLAGS.kills:
-    phases = _feasible(chaos, total, eval_every)
-    if not phases:
-      print(f"the run finished after {kills} kills", flush=True)
-      break
-    phase = rng.choice(phases)
+  coverage = Coverage()
+  todo, retries = plan(FLAGS.kills, rng), FLAGS.kills
+  while todo:
+    phase = todo.pop(0)
+    if phase not in _feasible(chaos, total, eval_every) + ["final"] or (
+        os.path.exists(os.path.join(chaos, "results.json"))):
+      print(f"skipped a {phase} kill: the run is past it", flush=True)
+      continue
+    furthest = (_committed(chaos) or [0])[-1]
     run = Run(command, log)
     landed = kill_once(run, phase, times, rng, chaos, total, eval_every,
-                       FLAGS.timeout)
-    resumed = run.first(lambda l: l.startswith("resumed from"))
-    resumed = resumed[1].rsplit(" ", 1)[-1] if resumed else "start"
-    kills += landed.startswith("killed")
-    print(f"kill {kills:2d} [{phase:7s}] run began at step {resumed}: "
-          f"{landed}", flush=True)
+                       FLAGS.timeout, furthest)
+    began = coverage.began(run)
+    if landed.startswith("killed"):
+      coverage.killed(phase, (_committed(chaos) or [0])[-1])
+    elif retries > 0:  # (a run that ended first: try the phase again)
+      retries -= 1
+      todo.insert(0, phase)
+    print(f"kill {coverage.kills:2d} [{phase:7s}] run began at step "
+          f"{began or 'start'}: {landed}", flush=True)
   run = Run(command, log)
   code = run.finish(FLAGS.timeout)
+  coverage.began(run)
   problems = [] if code == 0 else [f"the last run exited {code}"]
   problems += compare(reference, chaos, total)
+  problems += coverage.problems(FLAGS.kills)
   verdict = ("PASS: bit-identical params and optimizer state, same examples "
-             "in the same order, each metrics row once" if not problems else
-             "FAIL: " + "; ".join(problems))
-  print(f"chaos: {kills} kills, {time.time() - start:.0f} s, seed {seed}. "
-        f"{verdict}", flush=True)
+             "in the same order, each metrics row once, every kill "
+             "covered" if not problems else "FAIL: " + "; ".join(problems))
+  print(coverage.summary(), flush=True)
+  print(f"chaos: {coverage.kills} kills, {time.time() - start:.0f} s, seed "
+        f"{seed}. {verdict}", flush=True)
   sys.exit(0 if not problems else 1)
+
+
+class Coverage:
+  """What the kills tested: kills per phase, and whether the run after
+  each resumed from a committed checkpoint."""
+
+  def __init__(self):
+    self.phases = {p: 0 for p in PHASES}
+    self.kills = 0
+    self.pending = None  # the last kill's committed step, until a run began
+    self.resumes: list[int] = []  # the step each resume began at
+
+  def killed(self, phase: str, committed: int) -> None:
+    self.phases[phase] += 1
+    self.kills += 1
+    self.pending = committed
+
+  def began(self, run: Run) -> int | None:
+    """The step `run` resumed from (None: it started afresh); counts it
+    for the kill before it."""
+    line = run.first(lambda l: l.startswith("resumed from"))
+    step = int(line[1].rsplit(" ", 1)[-1]) if line else None
+    if self.pending is not None and step:
+      self.resumes.append(step)
+    self.pending = None
+    return step
+
+  def problems(self, wanted: int) -> list[str]:
+    out = []
+    if self.kills < wanted:
+      out.append(f"only {self.kills} of {wanted} kills landed")
+    if 2 * len(self.resumes) <= self.kills:
+      out.append(f"only {len(self.resumes)} of {self.kills} kills were "
+                 "followed by a resume from a committed checkpoint")
+    missing = [p for p, n in self.phases.items() if not n]
+    if wanted >= len(PHASES) and missing:
+      out.append(f"no kill in phase {', '.join(missing)}")
+    return out
+
+  def summary(self) -> str:
+    return ("coverage: kills per phase " + ", ".join(
+        f"{p} {n}" for p, n in self.phases.items()) + f"; {len(self.resumes)}"
+        f" of {self.kills} kills followed by a resume from a committed "
+        f"checkpoint (steps {', '.join(map(str, self.resumes)) or 'none'})")
 
 
 if __name__ == "__main__":
