@@ -4,8 +4,9 @@ fine-tuned from an import), for a new task:
 
   python -m encdec_jax.main --config=experiments/pretrain_span_corruption.py \
       --workdir=runs/pretrain
-  python -m encdec_jax.main --config=experiments/pretrain_finetune.py \
-      --config.init_from=runs/pretrain --workdir=runs/finetune
+  python -m encdec_jax.main --config=experiments/t5_finetune.py \
+      --config.init_from=runs/pretrain --config.text_files.train=... \
+      --workdir=runs/finetune
 
 It is the Hugging Face import start (starts/hf_import.py) with the
 workdir's origin (<workdir>/pretrained/: pretrained.json and hf/) as the
