@@ -249,3 +249,17 @@ def test_export_hf_output_is_whole_with_ordinary_modes(tmp_path, capsys):
   assert os.stat(os.path.join(out, "model.safetensors")).st_mode & 0o777 \
       == 0o644
   assert sorted(e for e in os.listdir(tmp_path) if e.startswith(".")) == []
+
+
+def test_missing_tokenizer_files_and_a_wrong_export_source_say_what_to_do(
+    tmp_path, capsys):
+  model_dir, out = _model_dir(tmp_path), str(tmp_path / "out")
+  os.remove(os.path.join(model_dir, "spiece.model"))
+  err = _one_error_line(capsys, ["import_hf", model_dir, out])
+  assert ("lacks the tokenizer file(s) spiece.model of a t5 model; download "
+          "them with the weights") in err
+  err = _one_error_line(capsys, ["export_hf", model_dir, out], export_hf.main)
+  assert ("is neither an import_hf directory nor a workdir fine-tuned from "
+          "one (no pretrained.json, no pretrained/pretrained.json); give the "
+          "directory import_hf wrote") in err
+  assert not os.path.exists(out)

@@ -58,7 +58,9 @@ def origin_dir(src: str) -> str:
     return copied
   raise FileNotFoundError(
       f"{src} is neither an import_hf directory nor a workdir fine-tuned "
-      "from one (no pretrained.json, no pretrained/pretrained.json)")
+      "from one (no pretrained.json, no pretrained/pretrained.json); give "
+      "the directory import_hf wrote, or the --workdir of a run started with "
+      "--config.init_from")
 
 
 def latest_params(workdir: str, out_dir: str = "OUT"):

@@ -107,7 +107,8 @@ def tokenizer_kind(model_dir: str, family) -> str:
   if missing:
     raise FileNotFoundError(
         f"{model_dir} lacks the tokenizer file(s) {', '.join(missing)} of a "
-        f"{family.NAME} model")
+        f"{family.NAME} model; download them with the weights (they are in "
+        "the model's Hugging Face repository)")
   return kind
 
 
