@@ -340,3 +340,18 @@ def test_export_refuses_a_used_output_and_unknown_platforms(run, exported,
   with pytest.raises(OSError, match="No space left"):
     serving_export.export_serving(config, workdir, str(tmp_path / "new"))
   assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_the_bench_times_served_against_in_process(run):
+  """python -m encdec_jax.bench.serving as a user runs it (a subprocess:
+  its absl flags would clash with other benches' in a shared worker)."""
+  _, workdir = run
+  bench = _python("-m", "encdec_jax.bench.serving", f"--workdir={workdir}",
+                  "--num_lines=12", "--batch_size=8", "--repeats=1")
+  assert bench.returncode == 0, bench.stderr[-2000:]
+  record = json.loads(bench.stdout.strip().splitlines()[-1])
+  assert record["lines"] == 12 and record["generated_tokens"] >= 12
+  for figure in ("load_s", "first_call_s", "tokens_per_s"):
+    assert set(record[figure]) == {"in_process", "served"}
+    assert min(record[figure].values()) > 0
+  assert "served / in-process" in bench.stdout
