@@ -263,3 +263,21 @@ def test_missing_tokenizer_files_and_a_wrong_export_source_say_what_to_do(
           "one (no pretrained.json, no pretrained/pretrained.json); give the "
           "directory import_hf wrote") in err
   assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("family, file, content, message", [
+    ("bart", "tokenizer.json", '{"version": "1.0", "model": ',
+     "tokenizer.json cannot be read as a tokenizers tokenizer.json (EOF "
+     "while parsing"),
+    ("marian", "vocab.json", "[1, 2]",
+     "cannot be read as Marian's SentencePiece models and vocabulary"),
+])
+def test_corrupt_tokenizer_files_of_other_families_are_one_line(
+    family, file, content, message, tmp_path, capsys):
+  pytest.importorskip("tokenizers")
+  model_dir, out = str(tmp_path / family), str(tmp_path / "out")
+  shutil.copytree(os.path.join(os.path.dirname(T5), family), model_dir)
+  with open(os.path.join(model_dir, file), "w") as f:
+    f.write(content)
+  assert message in _one_error_line(capsys, ["import_hf", model_dir, out])
+  assert not os.path.exists(out)

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.pretrained import bart, config_json, hf_tokenizers, marian
@@ -169,7 +170,10 @@ def check_tokenizer(model_dir: str, kind: str,
   files = ", ".join(TOKENIZER_FILES[kind]) or "the byte tokenizer"
   try:
     tokenizer = hf_tokenizers.load_tokenizer(model_dir, kind)
-  except (RuntimeError, ValueError, UnicodeDecodeError, KeyError) as e:
+  except (ImportError, tokenizer_lib.MissingPackageError):
+    raise  # its message says what to install
+  except Exception as e:  # noqa: BLE001  the files are the user's: any
+    # parser's error (tokenizers raises a bare Exception) means a bad file
     what = {"t5_sentencepiece": "a SentencePiece model",
             "marian": "Marian's SentencePiece models and vocabulary",
             "bart_bpe": "a tokenizers tokenizer.json"}.get(kind, kind)
