@@ -146,7 +146,7 @@ def timeline(run: Run) -> dict:
   evals = [v[0] - p[0] for p, v in zip(progress, validations[:-1])]
   return {"compile": progress[0][0] - model[0],
           "step": float(np.median(gaps)),
-          "eval": max(evals) if evals else 1.0,
+          "eval": float(np.median(evals)) if evals else 1.0,
           "final": (test[0] - validations[-1][0]) if test else 1.0}
 
 

@@ -112,7 +112,8 @@ def _lora_line(where: str, saved_meta: dict, expected_meta: dict,
     return (f"the checkpoint in {where} holds LoRA adapters (meta "
             f"lora.targets {saved.get('targets')}, base {saved.get('base')}) "
             "but config.lora.targets is empty; rerun with the run's "
-            "--config.lora.* flags (--config.lora.targets=... "
+            "--config.lora.* flags (--config.lora.targets="
+            f"\"{tuple(saved.get('targets') or ())}\" "
             f"--config.lora.base={saved.get('base')})")
   if expected and not saved:
     targets = tuple(config.lora.targets) if config is not None else (
