@@ -22,6 +22,7 @@ import jax
 from encdec_jax import decoding
 from encdec_jax.bench import base_small, timing
 from encdec_jax.models import registry
+from encdec_jax.nn import precision
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.contract import (cache_batch_axes, init_cache,
                                        make_tokens_to_logits)
@@ -39,6 +40,10 @@ flags.DEFINE_float("peak_gflops", 0.0, "float32 matmul peak for MFU; 0 "
 flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
 flags.DEFINE_float("dropout", 0.1, "Dropout rate (base-small: 0.1); 0 shows "
                    "what the dropout masks cost.")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                  "config.model.dtype: bfloat16 takes bfloat16 operands and "
+                  "accumulates every dot in float32 (nn/precision.py); MFU "
+                  "is then against the bfloat16 matmul peak.")
 flags.DEFINE_enum("dropout_prng", "rbg", ["threefry2x32", "rbg", "unsafe_rbg"],
                   "Generator of the dropout masks (config.dropout_prng).")
 FLAGS = flags.FLAGS
@@ -109,9 +114,10 @@ def decode_fn(config, model, beams: int):
 
 
 def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
-            dropout_prng: str = "rbg", dropout: float = 0.1) -> dict:
+            dropout_prng: str = "rbg", dropout: float = 0.1,
+            dtype: str = "float32") -> dict:
   config = base_small.config(dropout_rate=dropout,
-                             attention_dropout_rate=dropout)
+                             attention_dropout_rate=dropout, dtype=dtype)
   config.dropout_prng = dropout_prng
   model = registry.build_model(config.model, base_small.VOCAB)
   if unit == "train":
@@ -147,17 +153,22 @@ def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
       "peak_gflops": round(peak_gflops, 1),
       "mfu": round(gflops / peak_gflops, 3),
       "config": "base-small", "dropout": dropout,
-      "dropout_prng": dropout_prng,
+      "dropout_prng": dropout_prng, "dtype": dtype,
+      "cpu_bf16": precision.cpu_has_bf16(),
       "jax": jax.__version__}
 
 
 def main(argv):
   del argv
-  peak = FLAGS.peak_gflops or timing.measure_peak_gflops()
+  peak = FLAGS.peak_gflops or timing.measure_peak_gflops(dtype=FLAGS.dtype)
+  if FLAGS.dtype == "bfloat16" and not precision.bf16_is_fast():
+    print("note: this CPU has no bfloat16 instructions (AVX512-BF16/AMX): "
+          "bfloat16 is emulated and slower than float32 here.", flush=True)
   units = UNITS if FLAGS.unit == "all" else (FLAGS.unit,)
   for unit in units:
     timing.emit(measure(unit, FLAGS.steps, FLAGS.warmup, peak,
-                        FLAGS.dropout_prng, FLAGS.dropout), FLAGS.out)
+                        FLAGS.dropout_prng, FLAGS.dropout, FLAGS.dtype),
+                FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What the benchmarks share: the machine's matmul peak, timing train steps,
 printing a JSON line."""
 
+import functools
 import json
 import time
 
@@ -29,11 +30,13 @@ def emit(record: dict, out: str | None = None) -> None:
       f.write(line + "\n")
 
 
-def measure_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-  """float32 GFLOP/s of jnp.dot on n x n matrices, best of `reps` (the MFU
+def measure_peak_gflops(n: int = 2048, reps: int = 10,
+                        dtype: str = "float32") -> float:
+  """GFLOP/s of jnp.dot on n x n matrices of `dtype` (bfloat16: accumulated
+  in float32, as the models' dots are), best of `reps` (the MFU
   denominator)."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+  dot = jax.jit(functools.partial(jnp.dot, preferred_element_type=jnp.float32))
   dot(a, a).block_until_ready()
   times = []
   for _ in range(reps):

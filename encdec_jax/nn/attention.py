@@ -12,6 +12,7 @@ from jax import lax
 
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.dropout import Dropout
+from encdec_jax.nn import precision
 from encdec_jax.nn.relative_position import relative_position_bias
 
 
@@ -46,6 +47,7 @@ class MultiHeadAttention(nn.Module):
     dense = functools.partial(
         nn.DenseGeneral, use_bias=cfg.use_bias, dtype=cfg.dtype,
         param_dtype=cfg.param_dtype,
+        dot_general=precision.dot_general(cfg.dtype),
         kernel_init=nn.initializers.xavier_uniform())
     self.query = dense(features=(cfg.num_heads, cfg.head_dim))
     self.key = dense(features=(cfg.num_heads, cfg.head_dim))
@@ -65,9 +67,14 @@ class MultiHeadAttention(nn.Module):
     kv = "bhsk" if heads_major else "bshk"
     if self.config.scale_attention:
       q_BxTxHxK = q_BxTxHxK * q_BxTxHxK.shape[-1] ** -0.5
-    logits_BxHxTxS = jnp.einsum(f"bthk,{kv}->bhts", q_BxTxHxK, k_BxSxHxK)
-    # Softmax in float32: bfloat16 exponentials lose too much precision.
-    logits_BxHxTxS = logits_BxHxTxS.astype(jnp.float32)
+    # Scores, softmax and the weighted sum in float32 (from bfloat16
+    # projections: nn/precision.py): bfloat16 exponentials lose too much
+    # precision, and these dots are a small share of the FLOPs (XLA's CPU
+    # has no bfloat16 x bfloat16 -> float32 kernel for some of their
+    # gradients' layouts).
+    logits_BxHxTxS = jnp.einsum(f"bthk,{kv}->bhts",
+                                q_BxTxHxK.astype(jnp.float32),
+                                k_BxSxHxK.astype(jnp.float32))
     if bias_1xHxTxS is not None:
       logits_BxHxTxS = logits_BxHxTxS + bias_1xHxTxS
     if mask_Bx1xTxS is not None:
@@ -80,7 +87,10 @@ class MultiHeadAttention(nn.Module):
     sown_BxHxTxS = weights_BxHxTxS
     weights_BxHxTxS = self.attention_dropout(
         weights_BxHxTxS, deterministic=deterministic)
-    out_BxTxHxK = jnp.einsum(f"bhts,{kv}->bthk", weights_BxHxTxS, v_BxSxHxK)
+    out_BxTxHxK = jnp.einsum(f"bhts,{kv}->bthk",
+                             weights_BxHxTxS.astype(jnp.float32),
+                             v_BxSxHxK.astype(jnp.float32))
+    out_BxTxHxK = out_BxTxHxK.astype(self.config.dtype)
     if return_weights:
       return self.out(out_BxTxHxK), sown_BxHxTxS
     return self.out(out_BxTxHxK)

@@ -8,6 +8,7 @@ from jax import lax
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.norms import make_norm
+from encdec_jax.nn import precision
 
 
 def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
@@ -145,7 +146,12 @@ class Embedder(nn.Module):
     not scale_embeddings (the table is ~N(0, 1)); with scale_decoder_outputs
     set, the decoder scales its output itself (or not) before this."""
     cfg = self.config
-    logits_BxLxV = self._token_table().attend(x_BxLxD)
+    table = self._token_table()
+    if precision.is_low(cfg.dtype):  # float32 accumulation (nn/precision.py)
+      logits_BxLxV = precision.einsum("bld,vd->blv", x_BxLxD,
+                                      table.embedding, cfg.dtype)
+    else:
+      logits_BxLxV = table.attend(x_BxLxD)
     if cfg.scale_decoder_outputs is None and not cfg.scale_embeddings:
       logits_BxLxV = logits_BxLxV * cfg.emb_dim ** -0.5
     return logits_BxLxV

@@ -38,6 +38,7 @@ from encdec_jax.nn.copy_head import CopyHead, pointer_from_cross_attention
 from encdec_jax.nn.dropout import Dropout
 from encdec_jax.nn.embedding import Embedder
 from encdec_jax.nn.norms import make_norm
+from encdec_jax.nn import precision
 from encdec_jax.nn.relative_position import RelativePositionTable
 
 # Also the decoder start token (Flax WMT convention); a config may name
@@ -84,6 +85,7 @@ class Mlp(nn.Module):
     dense = lambda features, name: nn.Dense(
         features, use_bias=cfg.mlp_bias, dtype=cfg.dtype,
         param_dtype=cfg.param_dtype,
+        dot_general=precision.dot_general(cfg.dtype),
         kernel_init=nn.initializers.xavier_uniform(), name=name)
     h_BxLxF = ACTIVATION_FNS[cfg.activation](
         dense(cfg.mlp_dim, "intermediate")(x_BxLxD))
@@ -300,6 +302,7 @@ class TransformerDecoder(nn.Module):
       self.logits_dense = nn.Dense(
           cfg.decoder_vocab_size, use_bias=cfg.logits_dense_bias,
           dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+          dot_general=precision.dot_general(cfg.dtype),
           kernel_init=nn.initializers.xavier_uniform())
     if cfg.final_logits_bias:
       self.logits_bias = self.param(
