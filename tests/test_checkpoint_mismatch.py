@@ -163,3 +163,19 @@ def test_a_wrong_lora_base_says_what_it_is(small_text_files, runs, tmp_path,
     config.model.mlp_dim = 48
   _refused(lambda: trainer.train_and_evaluate(config, str(tmp_path / "new")),
            message.format(base=base))
+
+
+def test_an_adapter_in_train_mode_is_refused_and_the_base_untouched(
+    small_text_files, runs, tmp_path):
+  from encdec_jax import exports
+  base, lora = runs
+  adapter = str(tmp_path / "adapter")
+  exports.export_adapter(_config(small_text_files, 2, base), lora, adapter)
+  workdir = _copy(base, tmp_path)
+  before = open(os.path.join(workdir, "config.json")).read()
+  config = _config(small_text_files, 3)
+  config.lora.adapter = adapter
+  _refused(lambda: trainer.train_and_evaluate(config, workdir),
+           "config.lora.adapter applies an exported adapter to its base for "
+           "--mode=eval or --mode=decode")
+  _untouched(workdir, [1], before)
