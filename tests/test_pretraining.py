@@ -154,7 +154,7 @@ def test_packed_relative_positions_give_the_unpacked_loss():
   assert max(b["targets_segment_ids"].max() for b in packed) >= 2
   params = model.init(jax.random.key(0), jnp.ones((1, 64), jnp.int32),
                       jnp.ones((1, 14), jnp.int32))["params"]
-  loss_fn = losses.seq2seq_loss(model, 0.0)
+  loss_fn = jax.jit(losses.seq2seq_loss(model, 0.0))
   packed_nll = sum(
       float(loss_fn(params, {k: jnp.asarray(v) for k, v in batch.items()
                              if k != "example_id"})[1]["nll"])
