@@ -97,3 +97,15 @@ def test_chaos_kills_resume_bit_identically(tmp_path):
   assert re.match(r"coverage: kills per phase .*; [34] of 4 kills followed "
                   r"by a resume from a committed checkpoint", lines[-2])
   assert "PASS: bit-identical params and optimizer state" in lines[-1]
+
+
+def test_the_timeline_times_each_evaluation_from_its_own_step():
+  """(It paired the i-th progress line with the i-th evaluation.)"""
+  run = _Lines()
+  run.lines = [(0.0, "model: 1 params"), (10.0, "step 5/20  loss 1"),
+               (11.0, "step 10/20  loss 1"), (13.0, "[validation @ step 10,"),
+               (14.0, "step 15/20  loss 1"), (15.0, "step 20/20  loss 1"),
+               (17.0, "[validation @ step 20,"), (17.5, "[test @ step 20,")]
+  times = chaos.timeline(run)
+  assert times["eval"] == 2.0 and times["compile"] == 10.0
+  assert times["final"] == 0.5

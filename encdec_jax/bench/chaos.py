@@ -143,7 +143,9 @@ def timeline(run: Run) -> dict:
   validations = [(t, l) for t, l in run.lines if l.startswith("[validation")]
   test = run.first(lambda l: l.startswith("[test"))
   gaps = np.diff([t for t, _ in progress]) if len(progress) > 1 else [1.0]
-  evals = [v[0] - p[0] for p, v in zip(progress, validations[:-1])]
+  # Each evaluation, from the progress line of its step to its results.
+  evals = [tv - max(t for t, _ in progress if t <= tv)
+           for tv, _ in validations[:-1] if any(t <= tv for t, _ in progress)]
   return {"compile": progress[0][0] - model[0],
           "step": float(np.median(gaps)),
           "eval": float(np.median(evals)) if evals else 1.0,
