@@ -11,8 +11,8 @@ sources.
 temporary directory first (its time is printed too). Both sides decode the
 same batches (bucket-padded, as --mode=decode pads them) and must agree
 token for token before anything is timed. tokens/s counts the generated
-tokens up to and including each row's EOS; each figure is the median of
---repeats passes over all batches, the two sides alternating. One JSON line
+tokens up to and including each row's EOS; each figure is the median (and
+the best) of --repeats passes over all batches, the two sides alternating. One JSON line
 (bench/timing.emit) ends the output.
 """
 
@@ -133,6 +133,9 @@ def measure(config, workdir: str, algorithm: str, batch_size: int,
   tokens = _generated(expected, rows, exp.tokenizer.eos_id)
   in_tps = tokens / statistics.median(times_in)
   served_tps = tokens / statistics.median(times_served)
+  # The best pass: what the code can do when the machine lets it (a shared
+  # machine's load spreads the medians).
+  best_in, best_served = tokens / min(times_in), tokens / min(times_served)
   return {
       "bench": "serving", "workdir": workdir, "algorithm": algorithm,
       "batch_size": batch_size, "lines": sum(rows),
@@ -144,6 +147,9 @@ def measure(config, workdir: str, algorithm: str, batch_size: int,
       "tokens_per_s": {"in_process": round(in_tps, 1),
                        "served": round(served_tps, 1)},
       "served_vs_in_process": round(served_tps / in_tps, 3),
+      "best_tokens_per_s": {"in_process": round(best_in, 1),
+                            "served": round(best_served, 1)},
+      "best_served_vs_in_process": round(best_served / best_in, 3),
       "repeats": repeats, "cpu": _cpu_name(), "cores": os.cpu_count(),
       "backend": jax.default_backend(), "jax": jax.__version__}
 
@@ -161,6 +167,7 @@ def main(argv):
           f"{record['first_call_s'][side]:6.2f} s  "
           f"{record['tokens_per_s'][side]:9.1f} tokens/s")
   print(f"  served / in-process: {record['served_vs_in_process']:.3f} "
+        f"median, {record['best_served_vs_in_process']:.3f} best pass "
         f"(export {record['export_s']:.1f} s)")
   timing.emit(record, FLAGS.out)
 
