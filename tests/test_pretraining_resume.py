@@ -3,7 +3,7 @@ for bit where an uninterrupted run ends: params, optimizer state, the
 examples consumed in order (the packed stream's grain state and the noise
 drawn by stream position), each metrics row once. Runs the chaos bench
 (encdec_jax/bench/chaos.py) on experiments/pretrain_span_corruption.py,
-made tiny; slow (~4 min on 2 cores)."""
+made tiny; slow (2.5-7.5 min on 2 shared cores)."""
 
 import os
 import subprocess
