@@ -119,11 +119,17 @@ def test_fine_tune_checkpoint_resume_decode_export(tmp_path, write_copy_pairs):
 
 def test_init_from_refuses_what_the_trainer_cannot_fine_tune(
     tmp_path, write_copy_pairs):
-  bart_dir = str(tmp_path / "bart")
-  import_hf.import_hf(os.path.join(DATA, "bart"), bart_dir)
-  config = _config(bart_dir, write_copy_pairs(tmp_path), 2)
-  with pytest.raises(ValueError, match="fine-tunes T5-family models only"):
-    hf_import.configure(config)
+  files = write_copy_pairs(tmp_path)
+  for family, kind in (("bart", "bart_bpe"), ("marian", "marian")):
+    imported = str(tmp_path / family)
+    import_hf.import_hf(os.path.join(DATA, family), imported)
+    config = _config(imported, files, 2)  # T5's config.tokenizer
+    with pytest.raises(ValueError, match=f"set --config.tokenizer={kind}$"):
+      hf_import.configure(config)
+    config.tokenizer = kind
+    hf_import.configure(config)  # fine-tunes with its own ids
+    meta = import_hf.read_meta(imported)["model"]
+    assert config.model.pad_id == meta["pad_id"] != 0
   t5_dir = str(tmp_path / "t5")
   import_hf.import_hf(os.path.join(DATA, "t5_v10"), t5_dir)
   config = _config(t5_dir, {}, 2)

@@ -18,6 +18,8 @@ its own earlier tokens), embeds per-segment positions, and the decoder input
 is shifted right per segment (each pair's starts with the start token):
 a packed batch gives every pair the loss and gradient it gets unpacked
 (tests/test_packing.py). Losses and metrics are per real target token.
+Rows are padded with 0 whatever the tokenizer's pad id (grain's packers
+fill with zeros): the segment ids, not the pad id, say what is real.
 
 The other keys are the trainer's: example_weight_B (1 for a row holding
 pairs, 0 for an empty row), overlong_B / empty_B (per row: how many of its
@@ -41,7 +43,7 @@ import numpy as np
 
 from encdec_jax.data import pipeline
 from encdec_jax.data.tokenizer import Tokenizer
-from encdec_jax.models.contract import shift_right
+from encdec_jax.models.contract import PAD_ID, shift_right
 
 PACKING_KEYS = ("inputs_segment_ids", "inputs_positions",
                 "targets_segment_ids", "targets_positions")
@@ -59,10 +61,12 @@ def model_packing(batch) -> dict:
   return {k: batch[k] for k in PACKING_KEYS}
 
 
-def shift_right_packed(targets_BxT, segment_ids_BxT) -> jax.Array:
+def shift_right_packed(targets_BxT, segment_ids_BxT,
+                       start_id: int = PAD_ID) -> jax.Array:
   """Decoder inputs of packed rows: shift_right inside each segment, so every
-  segment starts with the start token (what shift_right puts first)."""
-  shifted_BxT = shift_right(targets_BxT)
+  segment starts with the start token `start_id` (the model's decoder
+  start: contract.special_ids)."""
+  shifted_BxT = shift_right(targets_BxT, start_id)
   same_segment_BxT = segment_ids_BxT == shift_right(segment_ids_BxT)
   return jnp.where(same_segment_BxT, shifted_BxT, shifted_BxT[:, :1])
 
@@ -140,6 +144,7 @@ def train_dataset(source, tokenizer: Tokenizer, config, seed: int,
   pipeline.check_lengths(config, (config.max_source_length,
                                   config.max_target_length))
   empty_policy = config.get("empty_pairs", "skip")
+  prefix = pipeline.source_prefix(config)
   n_proc, index = jax.process_count(), jax.process_index()
   if len(source) < n_proc:
     raise ValueError(f"{len(source)} training examples cannot be shared by "
@@ -148,7 +153,7 @@ def train_dataset(source, tokenizer: Tokenizer, config, seed: int,
   def tokenize(i):
     raw = pipeline.read_many(source, [int(i)])[0]
     ex = pipeline.tokenize_pair(raw, tokenizer, config.max_source_length,
-                                config.max_target_length)
+                                config.max_target_length, prefix)
     empty = (not raw["target"].strip() or
              (needs_source and not raw["source"].strip()))
     keep = not ((empty and empty_policy == "skip") or

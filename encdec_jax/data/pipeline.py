@@ -1,7 +1,9 @@
 """grain pipelines: tokenize, cap lengths, and pad batches to a few bucket sizes.
 
 Batches are dicts of numpy arrays:
-  inputs_BxS, targets_BxT  int32 token ids, EOS-terminated, 0-padded;
+  inputs_BxS, targets_BxT  int32 token ids, EOS-terminated, padded with the
+                           tokenizer's pad id (0; an imported BART's 1,
+                           Marian's <pad>);
   example_weight_B         float32, 0 for padding rows and dropped examples;
   overlong_B               int32, 1 where the example exceeded a max length;
   empty_B                  int32, 1 where a training pair has an empty (or
@@ -22,7 +24,8 @@ import grain
 import jax
 import numpy as np
 
-from encdec_jax.data.tokenizer import EOS_ID, Tokenizer
+from encdec_jax.data.tokenizer import (EOS_ID, PAD_ID, Tokenizer,
+                                       encode_target, pad_id_of)
 
 OVERLONG_POLICIES = ("truncate", "drop")
 
@@ -33,10 +36,11 @@ def bucket_length(length: int, boundaries: Sequence[int]) -> int:
   return boundaries[min(i, len(boundaries) - 1)]
 
 
-def encode_capped(tokenizer: Tokenizer, text: str,
-                  max_len: int) -> tuple[np.ndarray, bool]:
-  """(ids with EOS appended, cut to max_len with EOS kept; whether cut)."""
-  ids = tokenizer.encode(text)
+def encode_capped(tokenizer: Tokenizer, text: str, max_len: int,
+                  target: bool = False) -> tuple[np.ndarray, bool]:
+  """(ids with EOS appended, cut to max_len with EOS kept; whether cut).
+  `target`: the target side's ids (tokenizer.encode_target, Marian's)."""
+  ids = encode_target(tokenizer, text) if target else tokenizer.encode(text)
   overlong = len(ids) + 1 > max_len
   if overlong:
     ids = ids[:max_len - 1]
@@ -44,22 +48,38 @@ def encode_capped(tokenizer: Tokenizer, text: str,
   return np.append(ids, eos_id).astype(np.int32), overlong
 
 
+def with_prefix(text: str, prefix: str) -> str:
+  """`text` read with the model's task prefix (T5's "summarize: "): put in
+  front unless the text starts with it already."""
+  return text if text.startswith(prefix) else prefix + text
+
+
+def source_prefix(config) -> str:
+  """The task prefix the sources are read with: config.decode.source_prefix,
+  set from an imported model's task_specific_params when config.decode.task
+  names a task (pretrained/generation.py); "" by default."""
+  return (config.get("decode") or {}).get("source_prefix") or ""
+
+
 def tokenize_pair(example, tokenizer: Tokenizer, max_source_length: int,
-                  max_target_length: int) -> dict:
-  """Ids with EOS appended, cut to the max lengths (EOS kept)."""
-  source, source_overlong = encode_capped(tokenizer, example["source"],
-                                          max_source_length)
+                  max_target_length: int, prefix: str = "") -> dict:
+  """Ids with EOS appended, cut to the max lengths (EOS kept); the source
+  read with `prefix` (with_prefix), the target with the target side's ids."""
+  source, source_overlong = encode_capped(
+      tokenizer, with_prefix(example["source"], prefix), max_source_length)
   target, target_overlong = encode_capped(tokenizer, example["target"],
-                                          max_target_length)
+                                          max_target_length, target=True)
   return {"source": source, "target": target,
           "overlong": source_overlong or target_overlong}
 
 
 def pad_to_bucket(seqs: Sequence[np.ndarray], batch_size: int,
-                  boundaries: Sequence[int]) -> np.ndarray:
-  """int32 BxL, 0-padded; L = bucket of the longest; rows past len(seqs) 0."""
-  out = np.zeros((batch_size, bucket_length(max(map(len, seqs)), boundaries)),
-                 np.int32)
+                  boundaries: Sequence[int],
+                  pad_id: int = PAD_ID) -> np.ndarray:
+  """int32 BxL padded with pad_id; L = bucket of the longest; rows past
+  len(seqs) all pad_id."""
+  out = np.full((batch_size, bucket_length(max(map(len, seqs)), boundaries)),
+                pad_id, np.int32)
   for i, seq in enumerate(seqs):
     out[i, :len(seq)] = seq
   return out
@@ -78,19 +98,21 @@ def example_weights(overlong: Sequence[bool], batch_size: int,
 
 
 def pad_batch(examples: Sequence[dict], batch_size: int,
-              boundaries: Sequence[int], overlong_policy: str) -> dict:
-  """Stacks tokenized examples into a batch padded to bucket boundaries.
+              boundaries: Sequence[int], overlong_policy: str,
+              pad_id: int = PAD_ID) -> dict:
+  """Stacks tokenized examples into a batch padded (with pad_id) to bucket
+  boundaries.
 
   Fewer than `batch_size` examples (the end of an eval split) are padded with
-  all-zero rows of weight 0, so eval steps keep a fixed batch shape.
+  all-pad rows of weight 0, so eval steps keep a fixed batch shape.
   """
   weight, overlong = example_weights([e["overlong"] for e in examples],
                                      batch_size, overlong_policy)
   return {
       "inputs": pad_to_bucket([e["source"] for e in examples], batch_size,
-                              boundaries),
+                              boundaries, pad_id),
       "targets": pad_to_bucket([e["target"] for e in examples], batch_size,
-                               boundaries),
+                               boundaries, pad_id),
       "example_weight": weight, "overlong": overlong}
 
 
@@ -195,17 +217,20 @@ def flag_empty(batch: dict, examples: Sequence[dict], policy: str,
 
 def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int,
               empty_policy: str | None = None, needs_source: bool = True):
-  """indices -> a padded batch: one read, then tokenize and pad (and, for
-  training, flag empty pairs: `flag_empty`)."""
+  """indices -> a padded batch: one read, then tokenize (sources with the
+  task prefix, `source_prefix`) and pad with the tokenizer's pad id (and,
+  for training, flag empty pairs: `flag_empty`)."""
   boundaries = check_lengths(
       config, (config.max_source_length, config.max_target_length))
+  prefix, pad_id = source_prefix(config), pad_id_of(tokenizer)
 
   def make_batch(indices):
     raw = read_many(source, indices)
     examples = [tokenize_pair(ex, tokenizer, config.max_source_length,
-                              config.max_target_length)
+                              config.max_target_length, prefix)
                 for ex in raw]
-    batch = pad_batch(examples, batch_size, boundaries, config.overlong)
+    batch = pad_batch(examples, batch_size, boundaries, config.overlong,
+                      pad_id)
     if empty_policy is not None:
       batch = flag_empty(batch, raw, empty_policy, needs_source)
     return batch

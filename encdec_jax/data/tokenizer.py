@@ -7,6 +7,9 @@ ids, so a pretrained encoder sees exactly what it was trained on: 0 = [PAD]
 (our encoders mask id 0 too), [CLS] first, [SEP] as its `eos_id`. The
 tokenizer is stored in the workdir next to the checkpoints (TOKENIZER_FILES),
 so a resumed or evaluated run reads exactly the vocabulary it was trained with.
+An imported BART or Marian model brings its own (data/imported_tokenizers.py:
+other pad and EOS ids, Marian a separate target model), read from the
+import's files in the workdir.
 """
 
 import hashlib
@@ -19,11 +22,21 @@ import numpy as np
 import sentencepiece as spm
 
 from encdec_jax import io_utils
+from encdec_jax.data import imported_tokenizers
+from encdec_jax.data.imported_tokenizers import MissingPackageError  # noqa: F401
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+# The values of config.tokenizer.
+TOKENIZERS = ("sentencepiece", "bytes", "wordpiece",
+              *imported_tokenizers.IMPORTED_FILES)
 
 
 class Tokenizer(Protocol):
+  """What the pipeline and the evaluations use. A tokenizer may also have
+  `pad_id` (what batches are padded with; PAD_ID without it) and
+  `encode_target(text)` (target-side ids where they are cut differently:
+  Marian); see pad_id_of and encode_target."""
+
   vocab_size: int
   eos_id: int  # What the pipeline appends to every text (EOS_ID, or [SEP]).
 
@@ -32,6 +45,17 @@ class Tokenizer(Protocol):
 
   def decode(self, ids: Iterable[int]) -> str:
     """Text of `ids`, stopping at the first EOS and skipping pads."""
+
+
+def pad_id_of(tokenizer: Tokenizer) -> int:
+  """The id batches of this tokenizer's text are padded with."""
+  return getattr(tokenizer, "pad_id", PAD_ID)
+
+
+def encode_target(tokenizer: Tokenizer, text: str) -> np.ndarray:
+  """Target-side ids of `text` (Marian: its target SentencePiece model)."""
+  encode = getattr(tokenizer, "encode_target", tokenizer.encode)
+  return encode(text)
 
 
 def _strip(ids: Iterable[int]) -> list[int]:
@@ -89,19 +113,7 @@ class SentencePieceTokenizer:
     return self._sp.id_to_piece(int(token_id))
 
 
-class MissingPackageError(ImportError):
-  """An optional package is not installed; the message says how to get it."""
-
-
-def _import_tokenizers():
-  try:  # optional ('.[pretrained]'): only WordPiece tokenizers need it
-    import tokenizers
-  except ImportError:
-    raise MissingPackageError(
-        "the WordPiece tokenizer needs the 'tokenizers' package; install it "
-        "with: pip install -e '.[pretrained]' (or pip install tokenizers)"
-    ) from None
-  return tokenizers
+_import_tokenizers = imported_tokenizers.import_tokenizers
 
 
 class WordPieceTokenizer:
@@ -227,19 +239,21 @@ def tokenizer_path(workdir: str, kind: str = "sentencepiece") -> str:
 
 
 def kind_of(tokenizer: Tokenizer) -> str:
-  """'bytes', 'sentencepiece' or 'wordpiece' (the values of config.tokenizer)."""
+  """One of TOKENIZERS (the values of config.tokenizer)."""
   for kind, cls in (("bytes", ByteTokenizer),
                     ("sentencepiece", SentencePieceTokenizer),
-                    ("wordpiece", WordPieceTokenizer)):
+                    ("wordpiece", WordPieceTokenizer),
+                    *imported_tokenizers.CLASSES.items()):
     if isinstance(tokenizer, cls):
       return kind
   raise ValueError(f"no vocabulary record for {type(tokenizer).__name__}; use "
-                   "ByteTokenizer, SentencePieceTokenizer or "
-                   "WordPieceTokenizer.")
+                   "ByteTokenizer, SentencePieceTokenizer, "
+                   "WordPieceTokenizer or an imported model's tokenizer.")
 
 
 def serialized(tokenizer: Tokenizer) -> bytes | None:
-  """The bytes of the tokenizer's file (TOKENIZER_FILES), None for bytes."""
+  """The bytes of the tokenizer's file (TOKENIZER_FILES), None for bytes
+  and an imported model's (read from the import's files)."""
   kind = kind_of(tokenizer)
   if kind == "sentencepiece":
     return tokenizer.model_proto
@@ -265,6 +279,8 @@ def vocab_record(tokenizer: Tokenizer) -> dict:
   data = serialized(tokenizer)
   if data is not None:
     record["sha256"] = hashlib.sha256(data).hexdigest()
+  elif kind in imported_tokenizers.IMPORTED_FILES:
+    record["sha256"] = imported_tokenizers.fingerprint(tokenizer)
   return record
 
 
@@ -284,9 +300,11 @@ def load_or_train_tokenizer(config, workdir: str | None,
     return ByteTokenizer()
   if config.tokenizer == "wordpiece":
     return _read_wordpiece(workdir)
+  if config.tokenizer in imported_tokenizers.IMPORTED_FILES:
+    return _read_imported(config.tokenizer, workdir)
   if config.tokenizer != "sentencepiece":
     raise ValueError(f"config.tokenizer={config.tokenizer!r} is not known; "
-                     "use 'sentencepiece', 'bytes' or 'wordpiece'.")
+                     f"use one of {TOKENIZERS}.")
   path = tokenizer_path(workdir) if workdir else None
   if path and os.path.exists(path):
     with open(path, "rb") as f:
@@ -307,3 +325,18 @@ def _read_wordpiece(workdir: str | None) -> WordPieceTokenizer:
         "encdec_jax.pretrained.minilm DIR imports one).")
   with open(path, "rb") as f:
     return WordPieceTokenizer(f.read())
+
+
+def _read_imported(kind: str, workdir: str | None):
+  """An imported model's tokenizer, from the import's files that the
+  hf_import start put in the workdir (imported_tokenizers.IMPORTED_DIR)."""
+  where = (os.path.join(workdir, imported_tokenizers.IMPORTED_DIR)
+           if workdir else "<no workdir>")
+  missing = [name for name in imported_tokenizers.IMPORTED_FILES[kind]
+             if not os.path.isfile(os.path.join(where, name))]
+  if missing:
+    raise FileNotFoundError(
+        f"config.tokenizer={kind} but {where} lacks {', '.join(missing)}: "
+        "this tokenizer comes with an imported model; set "
+        "--config.init_from to its import_hf directory.")
+  return imported_tokenizers.read(where, kind)

@@ -33,7 +33,7 @@ from encdec_jax.decoding.rules import GenerationRules
 from encdec_jax.decoding.sampling import check_sampling_args, sample_decode
 from encdec_jax.decoding import speculative as speculative_lib
 from encdec_jax.models.contract import (cache_batch_axes, init_cache,
-                                       make_tokens_to_logits)
+                                       make_tokens_to_logits, special_ids)
 
 EOS_ID = 1  # encdec_jax.data.tokenizer.EOS_ID (SentencePiece, bytes, digits)
 
@@ -192,7 +192,10 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID, *,
                    prompted: bool = False, draft=None):
   """jit(params, inputs_BxS, rng) -> tokens_BxT with the cache, by
   config.decode: greedy, beam search (its best hypothesis) or sampling,
-  each stopping at `eos_id` (the tokenizer's: [SEP] for WordPiece).
+  each stopping at `eos_id` (the tokenizer's: [SEP] for WordPiece) and
+  starting from the model's decoder start id (contract.special_ids: 0, or
+  an imported BART's / Marian's own). Positions after EOS hold PAD_ID (0),
+  which every tokenizer's decode never reaches: it stops at EOS.
 
   Any model with the encode/decode contract (Transformer, RNN). With
   `prompted` (a decoder-only LM) the inputs are prompts: their tokens (EOS
@@ -205,7 +208,8 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID, *,
     raise ValueError("config.decode.algorithm=speculative does not take "
                      "prompts yet; use greedy or sample.")
   max_len = settings["max_new_tokens"]  # config.max_decode_length by default
-  rules = generation_rules(settings, eos_id)
+  start_id = special_ids(model)[1]
+  rules = generation_rules(settings, eos_id, start_id)
 
   def with_prompt(tokens_to_logits, inputs_BxS, beams=1):
     if not prompted:
@@ -241,8 +245,8 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID, *,
         batch_axes = {"model": batch_axes, "step": None}
       tokens_BxKxT, _ = beam_search(
           tokens_to_logits, cache, batch_size, beams, max_len, eos_id,
-          length_penalty=settings["length_penalty"], batch_axes=batch_axes,
-          scoring=settings["beam_scoring"],
+          length_penalty=settings["length_penalty"], start_id=start_id,
+          batch_axes=batch_axes, scoring=settings["beam_scoring"],
           early_stopping=settings["early_stopping"], rules=rules)
       return tokens_BxKxT[:, 0]
     cache, _ = precompute_cross_attention(
@@ -265,15 +269,15 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID, *,
           target, cache, drafter, draft_cache, batch_size, max_len, eos_id,
           settings["k"], rng=rng, sample=bool(settings["sample"]),
           temperature=settings["temperature"], top_k=settings["top_k"],
-          top_p=settings["top_p"])
+          top_p=settings["top_p"], start_id=start_id)
       return tokens_BxT
     if settings["algorithm"] == "sample":
       return sample_decode(
           tokens_to_logits, cache, batch_size, max_len, eos_id, rng,
           temperature=settings["temperature"], top_k=settings["top_k"],
-          top_p=settings["top_p"], rules=rules)
-    return greedy_decode(tokens_to_logits, cache, batch_size,
-                                  max_len, eos_id, rules=rules)
+          top_p=settings["top_p"], start_id=start_id, rules=rules)
+    return greedy_decode(tokens_to_logits, cache, batch_size, max_len,
+                         eos_id, start_id=start_id, rules=rules)
 
   return decode
 

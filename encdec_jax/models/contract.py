@@ -33,10 +33,21 @@ class Encoded:
   ids_BxS: jax.Array | None = None
 
 
-def shift_right(targets_BxT: jax.Array) -> jax.Array:
-  """Decoder inputs: a start token (= pad id 0) then targets[:, :-1]."""
-  start_Bx1 = jnp.full_like(targets_BxT[:, :1], PAD_ID)
+def shift_right(targets_BxT: jax.Array, start_id: int = PAD_ID) -> jax.Array:
+  """Decoder inputs: the decoder start token then targets[:, :-1], as
+  Hugging Face's shift_tokens_right (start_id: ours and T5's 0, BART's 2
+  (EOS), Marian's pad; special_ids gives a model's)."""
+  start_Bx1 = jnp.full_like(targets_BxT[:, :1], start_id)
   return jnp.concatenate([start_Bx1, targets_BxT[:, :-1]], axis=1)
+
+
+def special_ids(model) -> tuple[int, int]:
+  """(pad id, decoder start id) of a model: its config's (TransformerConfig
+  .pad_id / .start_id: an imported BART's or Marian's own), else ours (0
+  and 0: RNNs and every model without them)."""
+  config = getattr(model, "config", None)
+  pad_id = getattr(config, "pad_id", PAD_ID)
+  return pad_id, getattr(config, "start_id", pad_id)
 
 
 def _init_decode_variables(model: nn.Module, inputs_BxS, targets_BxT):

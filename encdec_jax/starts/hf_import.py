@@ -10,7 +10,12 @@ With config.init_from (an import_hf directory) the run
     remat, scan_layers) and any other field it names must agree;
   - reads text with the model's own tokenizer, installed in the workdir
     (T5: spiece.model as the workdir's SentencePiece tokenizer.model; ByT5:
-    bytes), never a newly trained one;
+    bytes; BART, Marian: read from the import's files in <workdir>/
+    pretrained/hf, --config.tokenizer=bart_bpe / marian), never a newly
+    trained one;
+  - pads, masks, shifts and decodes with the model's own ids (BART: pad 1,
+    decoder start 2 = EOS; Marian: pad = decoder start = <pad>, EOS 0):
+    TransformerConfig.pad_id / start_id and the tokenizer's pad_id / eos_id;
   - starts from the imported params (all of them, checked against the model
     the config builds; stacked when config.model.scan_layers);
   - copies pretrained.json and hf/ into <workdir>/pretrained/, so that
@@ -26,11 +31,6 @@ Everything else (separate encoder/decoder optimizers, frozen groups, ULMFiT
 schedules, checkpoints and resume, eval/decode) is the trainer's. Under LoRA
 (starts/lora_base.py) this start gives the architecture, tokenizer and
 origin, and the base comes from config.lora.base.
-
-The data pipeline pads with id 0 and the decoding loop starts from id 0:
-T5's own ids (pad 0, start 0, EOS 1). BART (pad 1, start 2) and Marian (pad
-and start = the last id, EOS 0) import, decode and export, but are refused
-here until the pipeline takes other pad ids.
 """
 
 import os
@@ -50,7 +50,8 @@ from encdec_jax.starts.base import Start
 RUN_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype",
               "param_dtype", "remat", "scan_layers")
 # tokenizer kind (import_hf.TOKENIZER_FILES) -> config.tokenizer
-TRAINER_TOKENIZERS = {"t5_sentencepiece": "sentencepiece", "bytes": "bytes"}
+TRAINER_TOKENIZERS = {"t5_sentencepiece": "sentencepiece", "bytes": "bytes",
+                      "bart_bpe": "bart_bpe", "marian": "marian"}
 
 
 def _meta(config) -> dict | None:
@@ -67,15 +68,11 @@ def configure(config) -> None:
   fields = dict(meta["model"])
   vocab = fields.pop("vocab_size")
   del vocab  # the model's vocabulary: model_vocab_size
-  if meta["tokenizer"] not in TRAINER_TOKENIZERS or (
-      fields["pad_id"] != tokenizer_lib.PAD_ID
-      or fields.get("decoder_start_id") not in (None, tokenizer_lib.PAD_ID)
-      or meta["eos_id"] != tokenizer_lib.EOS_ID):
+  if meta["tokenizer"] not in TRAINER_TOKENIZERS:
     raise ValueError(
-        f"config.init_from={config.init_from} is a {meta['family']} model "
-        f"(pad id {fields['pad_id']}, EOS {meta['eos_id']}); the trainer "
-        "fine-tunes T5-family models only (pad 0, EOS 1): its data pipeline "
-        "pads with 0 (see encdec_jax/starts/hf_import.py)")
+        f"config.init_from={config.init_from} reads {meta['tokenizer']} "
+        f"tokens, which the trainer cannot; it reads "
+        f"{', '.join(TRAINER_TOKENIZERS)}")
   model = config.model
   for key, value in model.items():
     if key in RUN_FIELDS or key == "family":

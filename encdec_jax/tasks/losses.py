@@ -10,13 +10,16 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.data import packing
-from encdec_jax.models.contract import shift_right
+from encdec_jax.models.contract import PAD_ID, shift_right, special_ids
 
 
-def token_weights(batch) -> jax.Array:
-  """1 at real target tokens of kept examples, 0 at padding and drops."""
-  return ((batch["targets"] > 0) *
-          batch["example_weight"][:, None]).astype(jnp.float32)
+def token_weights(batch, pad_id: int = PAD_ID) -> jax.Array:
+  """1 at real target tokens of kept examples, 0 at padding (`pad_id`, the
+  model's; in packed rows, outside every segment) and drops."""
+  real_BxT = batch["targets"] != pad_id
+  if packing.is_packed(batch):  # packed rows are padded with 0 (grain's)
+    real_BxT &= batch["targets_segment_ids"] > 0
+  return (real_BxT * batch["example_weight"][:, None]).astype(jnp.float32)
 
 
 def cross_entropy_sums(logits_BxTxV, targets_BxT, weights_BxT,
@@ -61,23 +64,26 @@ def seq2seq_loss(model, label_smoothing: float):
   rng=None evaluates deterministically (no dropout). A packed batch
   (data/packing.py: several pairs per row, with segment ids and positions)
   is shifted per segment and masked by segment; its sums are per real token
-  like an unpacked batch's.
+  like an unpacked batch's. The decoder inputs start with the model's start
+  id and padding is the model's pad id (contract.special_ids: an imported
+  BART's or Marian's own; HF's labels and shift_tokens_right).
   """
+  pad_id, start_id = special_ids(model)
 
   def loss_fn(params, batch, rng=None):
     kwargs = {}
     if packing.is_packed(batch):
       decoder_in_BxT = packing.shift_right_packed(
-          batch["targets"], batch["targets_segment_ids"])
+          batch["targets"], batch["targets_segment_ids"], start_id)
       kwargs["packing"] = packing.model_packing(batch)
     else:
-      decoder_in_BxT = shift_right(batch["targets"])
+      decoder_in_BxT = shift_right(batch["targets"], start_id)
     logits_BxTxV = model.apply(
         {"params": params}, batch["inputs"], decoder_in_BxT,
         deterministic=rng is None,
         rngs=None if rng is None else {"dropout": rng}, **kwargs)
     sums = cross_entropy_sums(logits_BxTxV, batch["targets"],
-                              token_weights(batch), label_smoothing)
+                              token_weights(batch, pad_id), label_smoothing)
     return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
 
   return loss_fn

@@ -9,6 +9,7 @@ from sacrebleu.metrics import BLEU
 
 from encdec_jax import tasks
 from encdec_jax.data import pipeline
+from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.decoding.config import decode_settings
 from encdec_jax.train import param_groups
 
@@ -16,7 +17,7 @@ from encdec_jax.train import param_groups
 # does: "skip" gives it weight 0, "keep" trains on it. Counted either way
 # (empty_examples in the training log).
 EMPTY_PAIRS = ("skip", "keep")
-TOKENIZERS = ("sentencepiece", "bytes", "wordpiece")
+TOKENIZERS = tokenizer_lib.TOKENIZERS  # bart_bpe, marian: imported only
 
 
 def _choice(name: str, value, choices) -> None:
