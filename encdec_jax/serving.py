@@ -26,6 +26,7 @@ it is the one file a service needs besides the directory.
 """
 
 import argparse
+import contextlib
 import json
 import mmap
 import os
@@ -361,11 +362,11 @@ def main(argv=None) -> int:
       raise ServingError(f"--input={args.input}: no such file; give a text "
                          "file with one source per line, or '-' for stdin.")
     served = load(args.export)
-    source = (sys.stdin.buffer if args.input == "-"
-              else open(args.input, "rb"))
-    out = (sys.stdout if args.output == "-"
-           else open(args.output, "w", encoding="utf-8"))
-    with source, out:
+    with contextlib.ExitStack() as files:  # closes what it opened only
+      source = (sys.stdin.buffer if args.input == "-" else
+                files.enter_context(open(args.input, "rb")))
+      out = (sys.stdout if args.output == "-" else files.enter_context(
+          open(args.output, "w", encoding="utf-8")))
       # Each batch is written (and flushed) as soon as it is decoded.
       for chunk in served.iter_translate(read_lines(source), args.algorithm,
                                          args.batch_size, args.seed):

@@ -12,7 +12,8 @@ written once, as params.safetensors.
 Shapes: the batch size b and the source length s are symbolic (b <= 256,
 s <= the bucket of config.max_source_length); the loader pads lines to the
 run's bucket_boundaries as the pipeline does, so a served batch has the
-shape --mode=decode gives it. The output length is config.max_decode_length.
+shape --mode=decode gives it. The output length is the decoding length
+(config.decode.max_new_tokens, by default config.max_decode_length).
 
 The directory is written as a temporary sibling, then renamed: a killed
 export leaves no half directory at --output.
@@ -103,14 +104,37 @@ def _tree(flat: dict):
       {tuple(k.split(_SEP)): v for k, v in flat.items()})
 
 
-def _decoder(exp, config, **decode):
-  """make_decode_fn with config.decode's settings, `decode` over them."""
+def _decoder(exp, config, algorithm: str):
+  """(make_decode_fn for `algorithm` with config.decode's other settings,
+  the resolved settings to record). The raw config.decode is kept (it is
+  resolved again as --mode=decode resolves it); only the choice of
+  algorithm changes: Hugging Face's num_beams / do_sample, which would
+  pick another, are cleared, num_beams kept as the beam size."""
+  decode = dict(config.get("decode", {}))
+  decode.update(algorithm=algorithm,
+                beam_size=decode_settings(config)["beam_size"])
+  for key in ("num_beams", "do_sample"):
+    if key in decode:
+      decode[key] = None
   variant = config.copy_and_resolve_references()
   with variant.unlocked():
-    variant.decode = ml_collections.ConfigDict(
-        dict(decode_settings(config), **decode))
+    variant.decode = ml_collections.ConfigDict(decode)
+  settings = decode_settings(variant)
+  recorded = {"algorithm": algorithm}
+  recorded.update({k: settings[k] for k in _RECORDED[algorithm] + _RULES
+                   if k in settings})
   return make_decode_fn(exp.model, variant, exp.tokenizer.eos_id,
-                        prompted=exp.task.prompted), decode_settings(variant)
+                        prompted=exp.task.prompted), recorded
+
+
+# The settings each artifact bakes in, recorded in serving.json.
+_RECORDED = {"greedy": (),
+             "beam": ("beam_size", "length_penalty", "beam_scoring",
+                      "early_stopping"),
+             "sample": ("temperature", "top_k", "top_p")}
+_RULES = ("max_new_tokens", "min_new_tokens", "repetition_penalty",
+          "no_repeat_ngram_size", "bad_words_ids", "forced_bos_token_id",
+          "forced_eos_token_id", "renormalize_logits")
 
 
 def entry_points(exp, config) -> dict:
@@ -123,26 +147,24 @@ def entry_points(exp, config) -> dict:
     return {"hidden": encoded.hidden_BxSxD, "mask": encoded.mask_BxS}
 
   points = {"encode": (encode, [], {})}
-  greedy_fn, greedy = _decoder(exp, config, algorithm="greedy")
-  beam_fn, beam = _decoder(exp, config, algorithm="beam")
-  sample_fn, sample = _decoder(exp, config, algorithm="sample")
+  greedy_fn, greedy = _decoder(exp, config, "greedy")
+  beam_fn, beam = _decoder(exp, config, "beam")
+  sample_fn, sample = _decoder(exp, config, "sample")
   fixed_key = jax.random.key(0)  # unused by greedy and beam
 
   points["greedy"] = (
       lambda flat, inputs_BxS: greedy_fn(_tree(flat), inputs_BxS, fixed_key),
-      [], {"algorithm": "greedy"})
+      [], greedy)
   points["beam"] = (
       lambda flat, inputs_BxS: beam_fn(_tree(flat), inputs_BxS, fixed_key),
-      [], {k: beam[k] for k in ("algorithm", "beam_size", "length_penalty")})
+      [], beam)
   scalar = jax.ShapeDtypeStruct((), jnp.int32)
   # Batch i of --mode=decode draws with fold_in(key(seed), i).
   points["sample"] = (
       lambda flat, inputs_BxS, seed, batch_index: sample_fn(
           _tree(flat), inputs_BxS,
           jax.random.fold_in(jax.random.key(seed), batch_index)),
-      [("seed", scalar), ("batch_index", scalar)],
-      {k: sample[k] for k in ("algorithm", "temperature", "top_k",
-                              "top_p")})
+      [("seed", scalar), ("batch_index", scalar)], sample)
   return points
 
 
@@ -165,8 +187,7 @@ def export_artifacts(exp, config, params_spec: dict,
   padded_max = pipeline.bucket_length(config.max_source_length, boundaries)
   limits = {"max_batch_size": MAX_BATCH_SIZE,
             "max_source_tokens": config.max_source_length,
-            "source_buckets": [b for b in boundaries if b <= padded_max],
-            "max_decode_length": config.max_decode_length}
+            "source_buckets": [b for b in boundaries if b <= padded_max]}
   b, s = export.symbolic_shape(
       "b, s", constraints=(f"b <= {MAX_BATCH_SIZE}", f"s <= {padded_max}"))
   inputs_spec = jax.ShapeDtypeStruct((b, s), jnp.int32)
@@ -236,6 +257,10 @@ def _write_directory(output: str, manifest: dict, flat: dict, blobs: dict,
   os.makedirs(tmp)
   try:
     save_file(flat, os.path.join(tmp, serving.PARAMS_FILE))
+    # safetensors writes 0600; the directory is made to be handed on.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(os.path.join(tmp, serving.PARAMS_FILE), 0o666 & ~umask)
     for name, blob in blobs.items():
       with open(os.path.join(tmp, manifest["artifacts"][name]["file"]),
                 "wb") as f:

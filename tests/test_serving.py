@@ -94,6 +94,9 @@ def test_the_directory_says_what_it_holds(exported):
       "beam.jax_export", "encode.jax_export", "greedy.jax_export",
       "params.safetensors", "sample.jax_export", "serving.json",
       "tokenizer.model"]
+  modes = {os.stat(os.path.join(exported, f)).st_mode
+           for f in os.listdir(exported)}
+  assert len(modes) == 1  # params.safetensors too: readable as the others
   with open(os.path.join(run_workdir(exported), "tokenizer.model"),
             "rb") as f, open(os.path.join(exported, "tokenizer.model"),
                              "rb") as g:
@@ -140,6 +143,25 @@ def test_sampling_takes_the_seed_as_decode_does(run, served):
   expected = inference.decode_lines(config, workdir, LINES)
   assert served.translate(LINES, "sample", seed=5) == expected
   assert served.translate(LINES, "sample", seed=6) != expected
+
+
+def test_the_decode_settings_are_baked_in_as_decode_applies_them(
+    run, tmp_path):
+  """Hugging Face's num_beams picks the beam size; a token rule and a
+  shorter decoding length apply in every artifact, as in decode_lines."""
+  files, workdir = run
+  config = make_config(files)
+  config.decode.update(num_beams=3, no_repeat_ngram_size=2,
+                       max_new_tokens=12)
+  out = str(tmp_path / "served")
+  manifest = serving_export.export_serving(config, workdir, out)
+  beam = manifest["artifacts"]["beam"]
+  assert (beam["beam_size"], beam["no_repeat_ngram_size"],
+          beam["max_new_tokens"]) == (3, 2, 12)
+  assert manifest["artifacts"]["greedy"]["outputs"][0]["shape"] == ["b", 12]
+  served = serving.load(out)
+  assert served.translate(LINES, "beam") == inference.decode_lines(
+      config, workdir, LINES)
 
 
 def test_served_tokens_are_the_in_process_tokens(run, served):
@@ -342,6 +364,7 @@ def test_export_refuses_a_used_output_and_unknown_platforms(run, exported,
   assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.slow  # suite time: a benchmark, run as a user runs it
 def test_the_bench_times_served_against_in_process(run):
   """python -m encdec_jax.bench.serving as a user runs it (a subprocess:
   its absl flags would clash with other benches' in a shared worker)."""
