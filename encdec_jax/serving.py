@@ -209,6 +209,10 @@ class Served:
       blob = f.read()
     try:
       return export.deserialize(bytearray(blob))
+    except ImportError:
+      raise ServingError("reading a jax.export artifact needs the "
+                         "'flatbuffers' package: pip install flatbuffers"
+                         ) from None
     except Exception as e:  # noqa: BLE001  flatbuffers says little
       raise ServingError(
           f"{path} cannot be read by jax {jax.__version__} (written by jax "

@@ -300,6 +300,13 @@ def test_missing_or_damaged_files_are_refused(copy_of, tmp_path):
   _refused(copy_of, "serving.json is missing: .* is not a served model")
 
 
+def test_a_missing_flatbuffers_is_named(exported, monkeypatch):
+  monkeypatch.setitem(sys.modules, "flatbuffers", None)  # import fails
+  monkeypatch.delitem(sys.modules, "jax._src.export.serialization")
+  _refused(exported, "needs the 'flatbuffers' package: pip install "
+           "flatbuffers")
+
+
 def _manifest(directory):
   with open(os.path.join(directory, serving.MANIFEST)) as f:
     return json.load(f)
