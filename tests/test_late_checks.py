@@ -112,12 +112,19 @@ def test_late_values_are_checked_before_anything_is_written(
 
 
 def test_every_shipped_config_passes_the_early_checks():
-  """(A LoRA config names a base run the user trains first: with none
-  there, the early checks say so.)"""
+  """(A LoRA config names a base run the user trains first, and a config
+  may require a field the user gives (config.required_fields): without
+  them, the early checks say so.)"""
   for name in sorted(os.listdir(os.path.join(REPO, "experiments"))):
     if name.endswith(".py") and not name.startswith("_"):
       module = importlib.import_module(f"experiments.{name[:-3]}")
       config = module.get_config()
+      unset = [f for f in (config.get("required_fields") or {})
+               if not config.get(f)]
+      if unset:
+        with pytest.raises(ValueError, match=f"config.{unset[0]} is not set"):
+          experiment.check_config(config)
+        continue
       base = (config.get("lora") or {}).get("base")
       if base and not os.path.exists(base):
         with pytest.raises(FileNotFoundError, match=r"config.lora.base=.* "
