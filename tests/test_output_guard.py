@@ -174,3 +174,15 @@ def test_a_decode_writes_a_sibling_and_renames_it(small_text_files, runs,
   assert len(output.read_text(encoding="utf-8").split("\n")) == 3
   assert stat.S_IMODE(os.stat(output).st_mode) == 0o644
   assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.txt"]
+
+
+def test_exporting_the_encoder_of_a_lora_run_says_to_merge_first(
+    small_text_files, runs, tmp_path):
+  """(Was orbax's 'Metadata file (named _METADATA) does not exist'.)"""
+  _, lora = runs
+  with pytest.raises(ValueError, match=r"checkpoints/1 holds no encoder: it "
+                     "is a LoRA run's, which saves only the adapters; merge "
+                     r"them into a whole model first \(--mode=merge_adapter"):
+    exports.export_encoder(_config(small_text_files, 1), lora,
+                           str(tmp_path / "enc"))
+  assert not os.path.exists(tmp_path / "enc")

@@ -102,6 +102,14 @@ def open_step(workdir: str, step: int | None) -> Source:
   where = layout.step_dir(manager, step)
   meta = manager.restore(step, args=ocp.args.Composite(
       meta=ocp.args.JsonRestore()))["meta"]
+  if not os.path.isdir(os.path.join(where, "encoder")):
+    lora = meta.get("lora")
+    raise ValueError(
+        f"checkpoint {where} holds no encoder: "
+        + ("it is a LoRA run's, which saves only the adapters; merge them "
+           "into a whole model first (--mode=merge_adapter --output=DIR) and "
+           "export the encoder of DIR" if lora else
+           "the run's model has no encoder params to export"))
   if "encoder" not in meta:
     raise ValueError(f"checkpoint {where} records no meta['encoder'] (written "
                      "by an older trainer), so its encoder cannot be checked; "
