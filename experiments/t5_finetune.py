@@ -46,6 +46,7 @@ T5 reads its inputs as text-to-text: put the task prefix ("summarize: ",
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments import number_translation
 
@@ -92,6 +93,18 @@ def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
   c.num_eval_examples = 500
   c.num_decode_examples = 200
   c.bleu_tokenize = "13a"
+  # Hugging Face generate's keys (docs/pretrained.md), declared so the
+  # command line can set them; None (a typed placeholder) or the built-in
+  # default means "unset": the imported model's generation_config.json
+  # fills it in. model_generation=False ignores that file; task picks a
+  # task_specific_params entry of its config.json.
+  c.decode.update(dict(
+      num_beams=config_dict.placeholder(int),
+      do_sample=config_dict.placeholder(bool),
+      max_new_tokens=config_dict.placeholder(int),
+      min_new_tokens=config_dict.placeholder(int),
+      repetition_penalty=1.0, no_repeat_ngram_size=0,
+      model_generation=True, task=""))
   c.param_groups = (("encoder/.*", "encoder"), ("decoder/.*", "decoder"))
   if arm in ("finetune", "tiny"):
     c.group_optim = ml_collections.ConfigDict(
