@@ -230,6 +230,13 @@ def resume_meta(exp: Experiment, shapes=None) -> dict:
   return dict(checkpoint_meta(exp), **exp.start.meta(exp.config, shapes_fn))
 
 
+def unchecked_meta(exp: Experiment) -> tuple[str, ...]:
+  """Meta entries a resume or a reader does not compare: the compute dtype
+  (params stay in param_dtype, so a bfloat16 run resumes and decodes in
+  float32 and back), and what the start records but does not compare."""
+  return ("model.dtype",) + exp.start.unchecked_meta
+
+
 def count_params(params) -> int:
   return sum(x.size for x in jax.tree.leaves(params))
 

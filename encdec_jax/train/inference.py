@@ -51,7 +51,8 @@ def restore_latest(config, workdir):
       log=lambda line: print(line, file=sys.stderr, flush=True),
       read=lambda step: checkpoint.restore_params(
           manager, target(step), step)[:1],
-      set_aside=False, unchecked=exp.start.unchecked_meta, config=config)
+      set_aside=False, unchecked=experiment.unchecked_meta(exp),
+      config=config)
   return exp, exp.start.completed(config, params, lambda: abstract), step
 
 

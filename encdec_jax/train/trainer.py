@@ -195,7 +195,7 @@ def _check_newest_fits(run: _Run) -> None:
   except Exception:  # unreadable: checkpoint.resume's policy decides
     return
   checkpoint.check_compatible(saved_meta, run.meta, str(run.manager.directory),
-                              run.exp.start.unchecked_meta)
+                              experiment.unchecked_meta(run.exp))
   checkpoint.check_fits(run.manager, step, _abstract_state(run, step),
                         saved_meta, run.meta, run.config)
 
@@ -239,7 +239,7 @@ def _resume_or_start(run: _Run):
     state, data_state, resume_step = checkpoint.resume(
         run.manager, lambda step: _abstract_state(run, step), run.meta,
         policy=run.config.get("corrupt_checkpoint", "fallback"), log=mw.log,
-        unchecked=run.exp.start.unchecked_meta, config=run.config)
+        unchecked=experiment.unchecked_meta(run.exp), config=run.config)
     run.train_iter.set_state(data_state)
     state = run.exp.start.completed(
         run.config, state, lambda: experiment.abstract_params(run.exp))
