@@ -1,10 +1,13 @@
 r"""Pretraining speed: real tokens/s of the pretraining config's train step,
 packed against one pair a row.
 
-  python -m encdec_jax.bench.pretrain [--arm=span_corruption] [--steps=30]
-      [--workdir=runs/bench_pretrain] [--out=FILE.jsonl]
+  python -m encdec_jax.bench.pretrain \
+      [--config=experiments/pretrain_span_corruption.py:span_corruption] \
+      [--steps=30] [--workdir=runs/bench_pretrain] [--out=FILE.jsonl]
 
-Sets up experiments/pretrain_span_corruption.py:ARM as a run would (the
+Sets up the pretraining config (default: the span-corruption arm of
+experiments/pretrain_span_corruption.py, read as main.py reads --config,
+from the repo root) as a run would (the
 tokenizer trained on the offline corpus into --workdir, kept there for the
 next call), then times --steps train steps (after 3 untimed ones) on the
 task's own stream twice: packed (config.pack_examples=True, the config's
@@ -23,14 +26,15 @@ import time
 
 from absl import app, flags
 import jax
+from ml_collections import config_flags
 
 from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups, trainer
 from encdec_jax.train import step as step_lib
-from experiments import pretrain_span_corruption
 
-flags.DEFINE_enum("arm", "span_corruption", pretrain_span_corruption.ARMS,
-                  "The config's arm (objective).")
+config_flags.DEFINE_config_file(
+    "config", "experiments/pretrain_span_corruption.py:span_corruption",
+    "The pretraining config (file:arm, as main.py's --config).")
 flags.DEFINE_integer("steps", 30, "Timed steps per run.")
 flags.DEFINE_string("workdir", "runs/bench_pretrain",
                     "Where the tokenizer is trained (and kept).")
@@ -85,7 +89,8 @@ def measure(exp, packed: bool, steps: int) -> dict:
   slots = lambda key: sum(b[key].size for b in timed)
   seconds = sum(times)
   return {
-      "bench": "pretrain", "arm": FLAGS.arm, "packed": packed,
+      "bench": "pretrain", "objective": FLAGS.config.pretraining.objective,
+      "packed": packed,
       "real_tokens_per_s": round((real("inputs") + real("targets"))
                                  / seconds, 1),
       "real_target_tokens_per_s": round(real("targets") / seconds, 1),
@@ -101,7 +106,7 @@ def measure(exp, packed: bool, steps: int) -> dict:
 
 def main(argv):
   del argv
-  config = pretrain_span_corruption.get_config(FLAGS.arm)
+  config = FLAGS.config.copy_and_resolve_references()
   exp = experiment.setup(config, FLAGS.workdir, train_tokenizer=True)
   records = [measure(exp, packed, FLAGS.steps) for packed in (True, False)]
   records[0]["speedup_vs_unpacked"] = round(
