@@ -140,6 +140,13 @@ def read_tokenizer(source: Source) -> tokenizer_lib.Tokenizer | None:
     return None
   if vocab["kind"] == "bytes":
     return tokenizer_lib.ByteTokenizer()
+  if vocab["kind"] in tokenizer_lib.IMPORTED_KINDS:  # BART's, Marian's
+    tokenizer = tokenizer_lib.read_imported(vocab["kind"], source.tokenizer_dir)
+    if tokenizer_lib.vocab_record(tokenizer) != vocab:
+      raise ValueError(f"the tokenizer files under {source.tokenizer_dir} are "
+                       f"not those the encoder at {source.where} was trained "
+                       "with (sha256 differs); restore the original ones.")
+    return tokenizer
   if vocab["kind"] not in tokenizer_lib.TOKENIZER_FILES:
     raise ValueError(f"the encoder at {source.where} has a {vocab['kind']!r} "
                      "vocabulary, which this encdec_jax cannot read; load it "

@@ -27,8 +27,8 @@ from encdec_jax.data.imported_tokenizers import MissingPackageError  # noqa: F40
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 # The values of config.tokenizer.
-TOKENIZERS = ("sentencepiece", "bytes", "wordpiece",
-              *imported_tokenizers.IMPORTED_FILES)
+IMPORTED_KINDS = tuple(imported_tokenizers.IMPORTED_FILES)  # never trained
+TOKENIZERS = ("sentencepiece", "bytes", "wordpiece", *IMPORTED_KINDS)
 
 
 class Tokenizer(Protocol):
@@ -300,8 +300,8 @@ def load_or_train_tokenizer(config, workdir: str | None,
     return ByteTokenizer()
   if config.tokenizer == "wordpiece":
     return _read_wordpiece(workdir)
-  if config.tokenizer in imported_tokenizers.IMPORTED_FILES:
-    return _read_imported(config.tokenizer, workdir)
+  if config.tokenizer in IMPORTED_KINDS:
+    return read_imported(config.tokenizer, workdir)
   if config.tokenizer != "sentencepiece":
     raise ValueError(f"config.tokenizer={config.tokenizer!r} is not known; "
                      f"use one of {TOKENIZERS}.")
@@ -327,7 +327,7 @@ def _read_wordpiece(workdir: str | None) -> WordPieceTokenizer:
     return WordPieceTokenizer(f.read())
 
 
-def _read_imported(kind: str, workdir: str | None):
+def read_imported(kind: str, workdir: str | None):
   """An imported model's tokenizer, from the import's files that the
   hf_import start put in the workdir (imported_tokenizers.IMPORTED_DIR)."""
   where = (os.path.join(workdir, imported_tokenizers.IMPORTED_DIR)
