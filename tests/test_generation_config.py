@@ -147,7 +147,7 @@ def test_make_decode_fn_applies_the_task_entry(imported, tmp_path):
   _, params, meta = import_hf.load(init_from)
   hf_import.configure_generation(config, meta)
   assert config.decode.source_prefix == "summarize: "
-  assert "inputs expected to start with 'summarize: '" in (
+  assert "inputs read with the prefix 'summarize: '" in (
       decode_config.describe_decoding(config))
   model = EncoderDecoder(import_hf.config_from_fields(meta["model"]))
   decode_fn = decode_config.make_decode_fn(model, config, meta["eos_id"])

@@ -292,7 +292,7 @@ def describe_decoding(config) -> str:
   if s["max_new_tokens"] != config.get("max_decode_length"):
     extras.insert(0, f"max {s['max_new_tokens']} tokens")
   if s["source_prefix"]:
-    extras.append(f"inputs expected to start with {s['source_prefix']!r}")
+    extras.append(f"inputs read with the prefix {s['source_prefix']!r}")
   return text + (f"; {', '.join(extras)}" if extras else "")
 
 

@@ -2,8 +2,9 @@
 encoder–decoder; the main job (experiments/number_translation.py).
 
 Evaluation: teacher-forced loss and token accuracy, then the split's first
-`num_decode` examples decoded as config.decode says and scored by exact
-match, BLEU (config.bleu_tokenize) and chrF.
+`num_decode` examples decoded as config.decode says and scored by
+config.eval_metrics (default exact match, BLEU (config.bleu_tokenize) and
+chrF; "rouge" adds ROUGE-1/2/Lsum: tasks/evaluation.py).
 """
 
 import jax.numpy as jnp
@@ -75,7 +76,8 @@ def make_evaluator(exp):
     srcs, refs, hyps = evaluation.decode_split(
         decode_fn, params, exp.sources[split], exp.tokenizer, config,
         exp.mesh, num_decode, seed=decode_settings(config)["seed"])
-    metrics.update(evaluation.text_metrics(hyps, refs, config.bleu_tokenize))
+    metrics.update(evaluation.text_metrics(
+        hyps, refs, config.bleu_tokenize, evaluation.chosen_metrics(config)))
     metrics["num_decoded"] = len(hyps)
     samples = []
     for s, r, h in list(zip(srcs, refs, hyps))[:config.num_samples_to_print]:
@@ -83,12 +85,16 @@ def make_evaluator(exp):
       samples.append(f"  {mark} {s}\n      → {h}\n      ref {r}")
     return EvalResult(
         metrics,
-        f"{evaluation.loss_line(metrics)}  exact match "
-        f"{metrics['exact_match']:.2f}%  BLEU {metrics['bleu']:.2f}  chrF "
-        f"{metrics['chrf']:.2f} ({len(hyps)} examples, "
+        f"{evaluation.loss_line(metrics)}  "
+        f"{evaluation.text_metrics_line(metrics)} ({len(hyps)} examples, "
         f"{describe_decoding(config)})", samples)
 
   return evaluate
+
+
+def check_config(config) -> None:
+  check_required_fields(config)
+  evaluation.chosen_metrics(config)
 
 
 def _build_model(arch, config, sources):
@@ -109,5 +115,5 @@ TASK = Task(
     train_dataset=text_train_dataset,
     make_evaluator=make_evaluator,
     decodes_text=True,
-    check_config=check_required_fields,
+    check_config=check_config,
 )

@@ -141,7 +141,10 @@ def _warn_overlong(tokenizer, lines: list[str], max_length: int) -> int:
 def _check_inputs(exp, lines: list[str]) -> None:
   """What training would count or flag in these lines, said once each."""
   tokenizer_lib.warn_unknown(exp.tokenizer, lines)
-  _warn_overlong(exp.tokenizer, lines, exp.config.max_source_length)
+  prefix = pipeline.source_prefix(exp.config)  # the batches read it too
+  _warn_overlong(exp.tokenizer, [pipeline.with_prefix(line, prefix)
+                                 if line.strip() else line for line in lines],
+                 exp.config.max_source_length)
 
 
 def iter_decoded(config, workdir: str, lines: list[str], progress=None):
