@@ -93,6 +93,9 @@ def get_config(arm: str = "finetune") -> ml_collections.ConfigDict:
   c.num_eval_examples = 500
   c.num_decode_examples = 200
   c.bleu_tokenize = "13a"
+  # What the decoded examples are scored with (tasks/evaluation.py METRICS);
+  # summaries: --config.eval_metrics="('rouge',)" (ROUGE-1/2/Lsum).
+  c.eval_metrics = ("exact_match", "bleu", "chrf")
   # Hugging Face generate's keys (docs/pretrained.md), declared so the
   # command line can set them; None (a typed placeholder) or the built-in
   # default means "unset": the imported model's generation_config.json
