@@ -84,19 +84,26 @@ def _base_workdir(path: str) -> str:
   return path
 
 
-def _check_base_fits(manager, abstract_base) -> None:
-  """The base's newest checkpoint must be a whole model of config.model's
-  architecture (not itself a LoRA run's adapters)."""
+def _refuse_a_lora_run(manager) -> None:
+  """The base's newest checkpoint must be a whole model, not itself a LoRA
+  run's adapters."""
   where = os.path.dirname(str(manager.directory))
   try:
     lora = checkpoint.read_meta(manager).get("lora")
-  except Exception:  # unreadable: the restore below reports it
+  except Exception:  # unreadable: the restore reports it
     return
   if lora:
     raise ValueError(
         f"config.lora.base={where} is a LoRA run (its checkpoints hold "
         "adapters only); merge it into a whole model first (--mode="
         "merge_adapter --output=DIR) and give DIR as config.lora.base.")
+
+
+def _check_base_fits(manager, abstract_base) -> None:
+  """The base's newest checkpoint must be a whole model of config.model's
+  architecture (not itself a LoRA run's adapters)."""
+  where = os.path.dirname(str(manager.directory))
+  _refuse_a_lora_run(manager)
   saved = checkpoint.saved_shapes(manager, manager.latest_step())
   diffs = saved is not None and checkpoint.tree_differences(
       saved, {"params": abstract_base})
@@ -204,7 +211,9 @@ def on(beneath: Start) -> Start:
   def configure(config):
     beneath.configure(config)
     if config.lora.get("base"):  # (load_base says when it is not set)
-      _base_workdir(os.path.abspath(config.lora.base))
+      path = _base_workdir(os.path.abspath(config.lora.base))
+      # Before install reads its tokenizer: a LoRA run has no encoder item.
+      _refuse_a_lora_run(checkpoint.make_manager(path, async_save=False))
 
   return Start(
       f"lora_base on {beneath.name}",
