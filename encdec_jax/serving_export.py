@@ -23,7 +23,6 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import time
 
 import jax
@@ -35,6 +34,7 @@ from jax import export
 from safetensors.numpy import save_file
 
 from encdec_jax import serving
+from encdec_jax.checkpoint import output_dir
 from encdec_jax.data import pipeline
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.decoding.config import decode_settings, make_decode_fn
@@ -58,15 +58,14 @@ def check_platforms(platforms) -> tuple[str, ...]:
   return tuple(dict.fromkeys(["cpu"] + asked))
 
 
+WHAT = "the serving export"  # what output_dir calls --output
+
+
 def _check_output(output: str) -> str:
   if output == "-" or not output.strip():
     raise ValueError("--mode=export_serving needs --output=DIR, a new "
                      "directory.")
-  output = os.path.abspath(output)
-  if os.path.exists(output) and not (os.path.isdir(output) and
-                                     not os.listdir(output)):
-    raise ValueError(f"--output={output} already exists and is not an "
-                     "empty directory; give a new directory.")
+  output = output_dir.check_new(output, WHAT)
   if not os.path.isdir(os.path.dirname(output)):
     raise FileNotFoundError(f"--output={output}: there is no directory "
                             f"{os.path.dirname(output)}; create it first.")
@@ -250,17 +249,9 @@ def export_serving(config, workdir: str, output: str,
 
 def _write_directory(output: str, manifest: dict, flat: dict, blobs: dict,
                      tokenizer_bytes: bytes | None) -> None:
-  """All files into a temporary sibling of `output`, renamed onto it."""
-  tmp = os.path.join(os.path.dirname(output),
-                     f".{os.path.basename(output)}.tmp-{os.getpid()}")
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  try:
+  """All files into a sibling of `output`, renamed onto it (output_dir)."""
+  with output_dir.new_directory(output, WHAT) as tmp:
     save_file(flat, os.path.join(tmp, serving.PARAMS_FILE))
-    # safetensors writes 0600; the directory is made to be handed on.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(os.path.join(tmp, serving.PARAMS_FILE), 0o666 & ~umask)
     for name, blob in blobs.items():
       with open(os.path.join(tmp, manifest["artifacts"][name]["file"]),
                 "wb") as f:
@@ -271,7 +262,3 @@ def _write_directory(output: str, manifest: dict, flat: dict, blobs: dict,
     with open(os.path.join(tmp, serving.MANIFEST), "w",
               encoding="utf-8") as f:
       json.dump(manifest, f, indent=2)
-    os.replace(tmp, output)  # onto a missing or empty directory
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise

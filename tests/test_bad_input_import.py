@@ -19,7 +19,6 @@ pytest.importorskip("safetensors", reason="safetensors is not installed: "
 
 from encdec_jax.pretrained import export_hf, import_hf  # noqa: E402
 from encdec_jax.pretrained import hf as hf_lib  # noqa: E402
-from encdec_jax.pretrained import output_dir  # noqa: E402
 
 T5 = os.path.join(os.path.dirname(__file__), "data", "hf_tiny", "t5_v11")
 
@@ -132,29 +131,33 @@ def test_the_output_has_ordinary_modes_under_the_umask(tmp_path):
 
 def test_a_killed_import_is_cleaned_up_by_the_rerun(tmp_path, capsys):
   out = str(tmp_path / "out")
-  # What a kill -9 leaves: the hidden directory of a pid no longer alive.
-  dead = subprocess.Popen([sys.executable, "-c", "pass"])
-  dead.wait()
-  leftover = output_dir.temp_name(out, "import_hf", dead.pid)
+  # What a kill -9 leaves: the unlocked sibling, half written.
+  leftover = out + ".partial"
   os.makedirs(os.path.join(leftover, "hf"))
   with open(os.path.join(leftover, "params.safetensors"), "wb") as f:
     f.write(b"\0" * 1000)
   assert import_hf.main(["import_hf", T5, out]) == 0
   err = capsys.readouterr().err
-  assert f"note: removed {leftover}: an unfinished import_hf output" in err
+  assert (f"note: removed the unfinished {leftover} of a command that was "
+          "killed; writing it again") in err
   assert not os.path.exists(leftover)
   assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
 def test_an_output_another_run_is_writing_is_refused(tmp_path, capsys):
   out = str(tmp_path / "out")
-  sleeper = subprocess.Popen([sys.executable, "-c",
-                              "import time; time.sleep(60)"])
+  busy = out + ".partial"
+  os.makedirs(busy)
+  # Another command writing `out`: it holds the sibling's flock.
+  sleeper = subprocess.Popen(
+      [sys.executable, "-c", "import fcntl, os, sys, time; "
+       "fd = os.open(sys.argv[1], os.O_RDONLY); "
+       "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); "
+       "time.sleep(60)", busy], stdout=subprocess.PIPE, text=True)
   try:
-    busy = output_dir.temp_name(out, "import_hf", sleeper.pid)
-    os.makedirs(busy)
+    assert sleeper.stdout.readline() == "locked\n"
     err = _one_error_line(capsys, ["import_hf", T5, out])
-    assert f"{out} is being written by process {sleeper.pid}" in err
+    assert f"another command is writing {out} now" in err
     assert os.path.isdir(busy) and not os.path.exists(out)
   finally:
     sleeper.kill()
@@ -162,8 +165,9 @@ def test_an_output_another_run_is_writing_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("not_empty", "exists and is not empty; give import_hf a new directory"),
-    ("file", "is a file; give import_hf a new directory"),
+    ("not_empty", "exists and is not empty; refusing to overwrite it: give "
+                  "a new directory for the imported model"),
+    ("file", "is a file; give a new directory for the imported model"),
 ])
 def test_an_output_that_is_taken_is_refused(case, message, tmp_path, capsys):
   out = str(tmp_path / "out")
@@ -188,7 +192,7 @@ def test_an_unwritable_output_names_it_not_the_hidden_directory(tmp_path,
   finally:
     os.chmod(parent, 0o755)
   assert f"error: {out} cannot be created (Permission denied)" in err
-  assert ".import_hf" not in err and "[Errno" not in err
+  assert ".partial" not in err and "[Errno" not in err
 
 
 def test_a_failed_write_names_the_output_not_the_hidden_directory(tmp_path):
@@ -205,7 +209,7 @@ def test_a_failed_write_names_the_output_not_the_hidden_directory(tmp_path):
   assert result.returncode == 1, result.stderr
   assert result.stderr == (f"error: {out} could not be written (File too "
                            "large); nothing was written: free space or fix "
-                           "permissions, and rerun\n")
+                           "permissions, and rerun.\n")
   assert os.listdir(tmp_path) == []
 
 
@@ -238,7 +242,8 @@ def test_export_hf_output_is_whole_with_ordinary_modes(tmp_path, capsys):
   os.makedirs(out)
   open(os.path.join(out, "x"), "w").close()
   err = _one_error_line(capsys, ["export_hf", pre, out], export_hf.main)
-  assert "exists and is not empty; give export_hf a new directory" in err
+  assert ("exists and is not empty; refusing to overwrite it: give a new "
+          "directory for the Hugging Face export") in err
   os.remove(os.path.join(out, "x"))
   old = os.umask(0o022)
   try:

@@ -77,8 +77,8 @@ def test_every_projection_dot_of_a_training_step_reads_bfloat16():
 
 
 def test_a_bfloat16_model_computes_the_float32_model():
-  config32 = base_small.config(num_encoder_layers=2, num_decoder_layers=2)
-  config16 = base_small.config(num_encoder_layers=2, num_decoder_layers=2,
+  config32 = base_small.config(num_encoder_layers=1, num_decoder_layers=1)
+  config16 = base_small.config(num_encoder_layers=1, num_decoder_layers=1,
                                dtype="bfloat16")
   model32 = registry.build_model(config32.model, 512)
   model16 = registry.build_model(config16.model, 512)

@@ -353,8 +353,9 @@ def test_export_refuses_a_used_output_and_unknown_platforms(run, exported,
                                                             monkeypatch):
   files, workdir = run
   config = make_config(files)
-  with pytest.raises(ValueError, match="already exists and is not an empty "
-                     "directory; give a new directory"):
+  with pytest.raises(ValueError, match="exists and is not empty; refusing "
+                     "to overwrite it: give a new directory for the serving "
+                     "export"):
     serving_export.export_serving(config, workdir, exported)
   with pytest.raises(ValueError, match="needs --output=DIR"):
     serving_export.export_serving(config, workdir, "-")

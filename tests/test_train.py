@@ -136,7 +136,7 @@ def test_a_bfloat16_run_resumes_and_decodes_in_float32(text_files, tmp_path):
   """The compute dtype is not part of what a checkpoint must agree on: the
   params stay float32, so a bfloat16 run decodes (and resumes) in float32
   and back."""
-  config = _config(text_files, num_train_steps=5, eval_every=100,
+  config = _config(text_files, num_train_steps=2, eval_every=100,
                    test_at_end=False)
   config.model.dtype = "bfloat16"
   trainer.train_and_evaluate(config, str(tmp_path))
@@ -144,8 +144,8 @@ def test_a_bfloat16_run_resumes_and_decodes_in_float32(text_files, tmp_path):
   as_trained = inference.decode_lines(config, str(tmp_path), lines)
   config.model.dtype = "float32"
   assert len(inference.decode_lines(config, str(tmp_path), lines)) == 3
-  config.num_train_steps = 6
-  assert trainer.train_and_evaluate(config, str(tmp_path))["step"] == 6
+  config.num_train_steps = 3
+  assert trainer.train_and_evaluate(config, str(tmp_path))["step"] == 3
   config.model.dtype = "bfloat16"
   assert inference.decode_lines(config, str(tmp_path), lines) != [""] * 3
   assert len(as_trained) == 3

@@ -27,13 +27,16 @@ import numpy as np
 from flax import traverse_util
 
 from encdec_jax import checkpoint
+from encdec_jax.checkpoint import output_dir
 from encdec_jax.pretrained import hf as hf_lib
-from encdec_jax.pretrained import import_hf, output_dir, stacking
+from encdec_jax.pretrained import import_hf, stacking
 
 # What a fine-tuning workdir keeps of its pretrained origin (the trainer
 # copies it there): pretrained.json and hf/.
 ORIGIN = "pretrained"
 
+
+EXPORTED = "the Hugging Face export"  # what output_dir calls OUT
 
 def export_params(params, meta: dict, hf_files_dir: str, out_dir: str) -> None:
   """Writes `params` (our EncoderDecoder's) as a Hugging Face directory;
@@ -41,7 +44,8 @@ def export_params(params, meta: dict, hf_files_dir: str, out_dir: str) -> None:
   family = import_hf.FAMILIES[meta["family"]]
   config = import_hf.config_from_fields(meta["model"])
   tensors = hf_lib.export_tensors(params, family.weight_table(config))
-  with output_dir.new_directory(out_dir, "export_hf") as tmp:
+  log = lambda line: print(line, file=sys.stderr, flush=True)
+  with output_dir.new_directory(out_dir, EXPORTED, log) as tmp:
     for name in sorted(os.listdir(hf_files_dir)):
       shutil.copyfile(os.path.join(hf_files_dir, name),
                       os.path.join(tmp, name))
@@ -101,7 +105,7 @@ def latest_params(workdir: str, out_dir: str = "OUT"):
 
 
 def export_hf(src: str, out_dir: str) -> None:
-  output_dir.check_target(out_dir, "export_hf")  # before restoring anything
+  output_dir.check_new(out_dir, EXPORTED)  # before restoring anything
   origin = origin_dir(src)
   meta = import_hf.read_meta(origin)
   if origin == src:

@@ -38,12 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from encdec_jax.checkpoint import output_dir
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.nn.config import TransformerConfig
 from encdec_jax.pretrained import bart, config_json, hf_tokenizers, marian
 from encdec_jax.pretrained import hf as hf_lib
-from encdec_jax.pretrained import output_dir, t5, weight_files
+from encdec_jax.pretrained import t5, weight_files
 from encdec_jax.pretrained.hf import PretrainedError
 
 FORMAT = "encdec_jax.pretrained/1"
@@ -147,11 +148,13 @@ def import_hf(model_dir: str, out_dir: str, log=None) -> TransformerConfig:
   """Writes `model_dir` (Hugging Face format) to `out_dir` (see the module
   docstring); returns the model's config. Nothing is written on an error;
   what a killed run left beside out_dir is removed (output_dir)."""
-  output_dir.check_target(out_dir, "import_hf", log)
+  what = "the imported model"
+  output_dir.check_new(out_dir, what)  # before anything is read
   family, config, params, eos_id = convert(model_dir)
   kind = tokenizer_kind(model_dir, family)
   check_tokenizer(model_dir, kind, config)
-  with output_dir.new_directory(out_dir, "import_hf", log) as tmp:
+  log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+  with output_dir.new_directory(out_dir, what, log) as tmp:
     save(tmp, family.NAME, config, params, eos_id, kind)
     os.makedirs(os.path.join(tmp, "hf"))
     for name in sorted(os.listdir(model_dir)):
