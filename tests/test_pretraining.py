@@ -138,6 +138,7 @@ def test_noise_differs_by_epoch_and_not_by_rerun(pretrained):
       "inputs"])
 
 
+@pytest.mark.slow  # ~14 s; packed = unpacked runs by default in test_packing
 def test_packed_relative_positions_give_the_unpacked_loss():
   """T5's relative position bias in packed rows: the same loss per pair as
   one pair a row (a row's segments are contiguous, so same-segment
@@ -167,6 +168,7 @@ def test_packed_relative_positions_give_the_unpacked_loss():
   np.testing.assert_allclose(packed_nll, unpacked_nll, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~9 s: a pretraining run, then a fine-tuning run on it
 def test_a_pretrained_workdir_starts_a_fine_tuning_run(pretrained, tmp_path,
                                                        write_copy_pairs):
   files = write_copy_pairs(tmp_path)
