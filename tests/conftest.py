@@ -11,6 +11,9 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from num2words import num2words  # noqa: E402
 
+from encdec_jax.train import trainer  # noqa: E402
+from experiments import tiny  # noqa: E402
+
 jax.config.update("jax_default_matmul_precision", "float32")
 
 
@@ -49,3 +52,28 @@ def write_copy_pairs():
   """_write_copy_pairs(directory, num_train=64): the T5-style text-to-text
   splits the pretrained fine-tuning tests train on."""
   return _write_copy_pairs
+
+
+LORA_QV = (r"encoder/.*/attention/(query|value)",)
+
+
+def tiny_run_config(files, steps, base="", **overrides):
+  """The tiny experiment on text files, a checkpoint every step; with
+  `base`, a LoRA run (query/value adapters) on that base workdir."""
+  c = tiny.get_config()
+  c.update(dataset="text_files", num_train_steps=steps, checkpoint_every=1,
+           log_every=1, eval_every=1000, num_eval_examples=8,
+           num_decode_examples=0, test_at_end=False, **overrides)
+  c.text_files.update(files)
+  if base:
+    c.lora.base, c.lora.targets = base, LORA_QV
+  return c
+
+
+def train_base_and_lora(files, root, lora_steps: int) -> tuple[str, str]:
+  """(base, lora) workdirs under `root`: a plain tiny run of 1 step and a
+  LoRA run of `lora_steps` on it."""
+  base, lora = str(root / "base"), str(root / "lora")
+  trainer.train_and_evaluate(tiny_run_config(files, 1), base)
+  trainer.train_and_evaluate(tiny_run_config(files, lora_steps, base), lora)
+  return base, lora

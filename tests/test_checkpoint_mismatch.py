@@ -12,30 +12,18 @@ import pytest
 
 from encdec_jax import checkpoint
 from encdec_jax.train import inference, trainer
-from experiments import tiny
-
-QV = (r"encoder/.*/attention/(query|value)",)
+from conftest import tiny_run_config, train_base_and_lora
 
 
-def _config(files, steps, base="", **overrides):
-  c = tiny.get_config()
-  c.update(dataset="text_files", num_train_steps=steps, checkpoint_every=1,
-           log_every=1, eval_every=1000, num_eval_examples=8,
-           num_decode_examples=0, test_at_end=False, **overrides)
-  c.text_files.update(files)
-  if base:
-    c.lora.base, c.lora.targets = base, QV
-  return c
+
+_config = tiny_run_config
 
 
 @pytest.fixture(scope="module")
 def runs(small_text_files, tmp_path_factory):
   """A plain base run (step 1) and a LoRA run on it (steps 1, 2)."""
-  root = tmp_path_factory.mktemp("runs")
-  base, lora = str(root / "base"), str(root / "lora")
-  trainer.train_and_evaluate(_config(small_text_files, 1), base)
-  trainer.train_and_evaluate(_config(small_text_files, 2, base), lora)
-  return base, lora
+  return train_base_and_lora(small_text_files,
+                             tmp_path_factory.mktemp("runs"), 2)
 
 
 def _copy(source, tmp_path):

@@ -17,31 +17,19 @@ import pytest
 from encdec_jax import exports
 from encdec_jax.lora import store
 from encdec_jax.train import inference, trainer
-from experiments import tiny
+from conftest import tiny_run_config, train_base_and_lora
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-QV = (r"encoder/.*/attention/(query|value)",)
 
 
-def _config(files, steps, base=""):
-  c = tiny.get_config()
-  c.update(dataset="text_files", num_train_steps=steps, checkpoint_every=1,
-           log_every=1, eval_every=1000, num_eval_examples=8,
-           num_decode_examples=0, test_at_end=False)
-  c.text_files.update(files)
-  if base:
-    c.lora.base, c.lora.targets = base, QV
-  return c
+_config = tiny_run_config
 
 
 @pytest.fixture(scope="module")
 def runs(small_text_files, tmp_path_factory):
   """A plain base run and a LoRA run on it (one step each)."""
-  root = tmp_path_factory.mktemp("runs")
-  base, lora = str(root / "base"), str(root / "lora")
-  trainer.train_and_evaluate(_config(small_text_files, 1), base)
-  trainer.train_and_evaluate(_config(small_text_files, 1, base), lora)
-  return base, lora
+  return train_base_and_lora(small_text_files,
+                             tmp_path_factory.mktemp("runs"), 1)
 
 
 def _export(mode, files, runs, output):
