@@ -296,7 +296,7 @@ def test_speculative_benchmark_of_a_trained_run(files, tmp_path):
   with open(out, encoding="utf-8") as f:
     (line,) = [json.loads(row) for row in f]
   # The same rows, decoded greedily here: the tokens the bench must count.
-  config = experiment.load_config(workdir)
+  config = checkpoint.load_config(workdir)
   exp, params, _ = inference.restore_latest(config, workdir)
   config.decode = {"algorithm": "greedy"}
   test = sources.make_source(config, "test")

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from encdec_jax import checkpoint
 from encdec_jax.bench import base_small, timing
 from encdec_jax.data import pipeline, sources
 from encdec_jax.decoding.loop import PAD_ID
@@ -98,7 +99,7 @@ def _setup(params_path: str = "") -> Setup:
 
 def _workdir_setup(workdir: str) -> Setup:
   """A trained run: its model, params, test sources and EOS."""
-  config = experiment.load_config(workdir)
+  config = checkpoint.load_config(workdir)
   exp, params, _ = inference.restore_latest(config, workdir)
   test = sources.make_source(config, "test")
   first = [test[i] for i in range(min(base_small.BATCH, len(test)))]

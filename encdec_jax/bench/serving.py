@@ -28,11 +28,11 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
-from encdec_jax import console, serving, serving_export
+from encdec_jax import checkpoint, console, serving, serving_export
 from encdec_jax.bench import timing
 from encdec_jax.data import pipeline, sources
 from encdec_jax.decoding.config import decode_settings, make_decode_fn
-from encdec_jax.train import experiment, inference
+from encdec_jax.train import inference
 
 config_flags.DEFINE_config_file("config", None, "The run's config file "
                                  "(default: the workdir's config.json).")
@@ -156,7 +156,7 @@ def measure(config, workdir: str, algorithm: str, batch_size: int,
 
 def main(argv):
   del argv
-  config = FLAGS.config or experiment.load_config(FLAGS.workdir)
+  config = FLAGS.config or checkpoint.load_config(FLAGS.workdir)
   record = measure(config, FLAGS.workdir, FLAGS.algorithm, FLAGS.batch_size,
                    FLAGS.num_lines, FLAGS.repeats)
   print(f"{record['lines']} lines, {record['generated_tokens']} tokens, "

@@ -7,7 +7,8 @@ import re
 import sys
 
 from absl import app, flags, logging
-from encdec_jax.train import experiment, inference
+from encdec_jax import checkpoint
+from encdec_jax.train import inference
 
 WORKDIRS = flags.DEFINE_list("workdirs", None, "Training workdirs to report "
                              "on, comma-separated.")
@@ -40,7 +41,7 @@ def name_of(workdir: str) -> str:
 def restore(workdir: str, greedy: bool = True):
   """(config, experiment, params) of a workdir's latest checkpoint, with the
   config it was trained with; `greedy` overrides its decoding algorithm."""
-  config = experiment.load_config(workdir)
+  config = checkpoint.load_config(workdir)
   if greedy:
     config.decode.algorithm = "greedy"
   exp, params, _ = inference.restore_latest(config, workdir)

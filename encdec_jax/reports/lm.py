@@ -13,10 +13,11 @@ import re
 from absl import app, flags
 import num2words
 
+from encdec_jax import checkpoint
 from encdec_jax.reports import common
 from encdec_jax.data import lm, pipeline
 from encdec_jax.decoding.config import describe_decoding
-from encdec_jax.train import experiment, inference
+from encdec_jax.train import inference
 
 NUM = flags.DEFINE_integer("num", 1000, "Samples drawn from the empty prompt.")
 flags.adopt_module_key_flags(common)
@@ -69,7 +70,7 @@ def sample_report(texts: list[str], training: set[str]) -> dict:
 def main(argv) -> None:
   common.start(argv)
   for workdir in common.WORKDIRS.value:
-    config = experiment.load_config(workdir)
+    config = checkpoint.load_config(workdir)
     texts = inference.decode_lines(config, workdir, [""] * NUM.value)
     training = {e["target"] for e in pipeline.iter_examples(
         lm.make_source(config, "train"))}

@@ -17,6 +17,7 @@ import os
 from absl import app, flags
 import numpy as np
 
+from encdec_jax import checkpoint
 from encdec_jax.reports import common
 from encdec_jax.train import experiment, param_groups
 
@@ -27,7 +28,7 @@ flags.adopt_module_key_flags(common)
 def trainable(workdir: str) -> tuple[int, int]:
   """(trainable parameters, the model's parameters without adapters) of
   the run in `workdir`."""
-  config = experiment.load_config(workdir)
+  config = checkpoint.load_config(workdir)
   exp = experiment.setup(config, workdir, train_tokenizer=False)
   params = experiment.abstract_params(exp)
   plan = param_groups.make_plan(config, params)

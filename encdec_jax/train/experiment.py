@@ -152,9 +152,6 @@ def check_writable(workdir: str) -> None:
                   "fix its permissions") from e
 
 
-load_config = checkpoint.load_config  # a workdir's config.json
-
-
 def save_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
     io_utils.write_atomically(os.path.join(workdir, "config.json"),

@@ -112,11 +112,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """
   stop = stop_request.StopRequest()
   try:
-    experiment.request_determinism(config)  # before check_config starts the backend
+    # Before check_config starts the backend.
+    experiment.request_determinism(config)
     # Checked before the lock file is written: a bad value writes nothing.
     experiment.check_config(config)
-    if not starts.get(config).trains:
-      raise ValueError(starts.get(config).train_refusal)
+    start = starts.get(config)
+    if not start.trains:  # an exported adapter is applied, not trained
+      raise ValueError(start.train_refusal)
     experiment.check_writable(workdir)
     with workdir_lock.WorkdirLock(workdir):  # one run per workdir
       return _train(config, workdir, stop)
