@@ -20,7 +20,13 @@ The splits differ in their values, which is the point:
   train, validation (in range): names from the training pool, numbers in
       [0, 5000), hours 0-11;
   test (out of range): names from a disjoint pool, numbers in [5000, 10000),
-      hours 12-23 (every value in the example is out of range).
+      hours 12-23 (every value in the example is out of range);
+  test_novel_prefix (past the edge): values whose beginning and length no
+      training value has: names of 4 syllables (training: 2-3) whose first
+      syllable is a test-only one, numbers in [50000, 100000) (training:
+      at most 4 digits, none starting 5-9 with 4 digits), hours 20-23 (no
+      training time starts with "2"). `NOVEL_PREFIX_LENGTH` says how many
+      leading characters no training value of the kind starts with.
 
 So no test name, number or hour occurs in any training target (or source),
 and the gap between validation and test exact match measures how far a model
@@ -56,10 +62,15 @@ TEST_SYLLABLES = ('bi', 'de', 'du', 'fu', 'go', 'ka', 'ku', 'li', 'po', 'pu',
 TRAIN_SYLLABLES = tuple(s for s in SYLLABLES if s not in TEST_SYLLABLES)
 DAYS = ('monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday',
         'sunday')
-IN_RANGE, OUT_OF_RANGE = 'in_range', 'out_of_range'
+IN_RANGE, OUT_OF_RANGE, NOVEL_PREFIX = 'in_range', 'out_of_range', 'novel'
 # value ranges per split kind: numbers [low, high), hours [low, high)
-NUMBERS = {IN_RANGE: (0, 5000), OUT_OF_RANGE: (5000, 10000)}
-HOURS = {IN_RANGE: (0, 12), OUT_OF_RANGE: (12, 24)}
+NUMBERS = {IN_RANGE: (0, 5000), OUT_OF_RANGE: (5000, 10000),
+           NOVEL_PREFIX: (50_000, 100_000)}
+HOURS = {IN_RANGE: (0, 12), OUT_OF_RANGE: (12, 24), NOVEL_PREFIX: (20, 24)}
+# test_novel_prefix: no training value of the kind starts with a value's
+# first this many characters (tests/test_copy_novel_prefix.py checks it).
+NOVEL_PREFIX_LENGTH = {'name': 2, 'number': 4, 'time': 1}
+NOVEL_NAME_SYLLABLES = 4
 
 # (source template, target template).
 TEMPLATES = (
@@ -85,6 +96,7 @@ class CommandCallsConfig(tfds.core.BuilderConfig):
   num_test: int = 2_000
   num_train_names: int = 400
   num_test_names: int = 200
+  num_novel_prefix: int = 2_000
   seed: int = 0
 
 
@@ -98,6 +110,17 @@ def make_names(count: int, rng: np.random.Generator,
     if out_of_range:
       syllables[rng.integers(len(syllables))] = rng.choice(TEST_SYLLABLES)
     names.setdefault(''.join(syllables), None)
+  return list(names)
+
+
+def make_novel_names(count: int, rng: np.random.Generator) -> list[str]:
+  """`count` distinct names of NOVEL_NAME_SYLLABLES syllables starting
+  with a TEST_SYLLABLES one: no training name has their first two letters
+  or their length."""
+  names = {}
+  while len(names) < count:
+    rest = rng.choice(SYLLABLES, NOVEL_NAME_SYLLABLES - 1)
+    names.setdefault(str(rng.choice(TEST_SYLLABLES)) + ''.join(rest), None)
   return list(names)
 
 
@@ -126,7 +149,9 @@ def sample_pairs(count: int, names: list[str], kind: str,
 
 
 def generate(config: CommandCallsConfig) -> dict[str, list[tuple[str, str]]]:
-  """{'train', 'validation', 'test'}: lists of (source, target)."""
+  """{'train', 'validation', 'test', 'test_novel_prefix'}: lists of
+  (source, target). The novel-prefix split is drawn after the others, so
+  they are as before it was added."""
   rng = np.random.default_rng(config.seed)
   train_names = make_names(config.num_train_names, rng, out_of_range=False)
   test_names = make_names(config.num_test_names, rng, out_of_range=True)
@@ -134,16 +159,20 @@ def generate(config: CommandCallsConfig) -> dict[str, list[tuple[str, str]]]:
   validation = sample_pairs(config.num_validation, train_names, IN_RANGE, rng,
                             exclude=frozenset(s for s, _ in train))
   test = sample_pairs(config.num_test, test_names, OUT_OF_RANGE, rng)
-  return {'train': train, 'validation': validation, 'test': test}
+  novel_names = make_novel_names(config.num_test_names, rng)
+  novel = sample_pairs(config.num_novel_prefix, novel_names, NOVEL_PREFIX, rng)
+  return {'train': train, 'validation': validation, 'test': test,
+          'test_novel_prefix': novel}
 
 
 class CommandCalls(tfds.core.GeneratorBasedBuilder):
   """Commands -> canonical calls; test values are outside training's."""
 
-  VERSION = tfds.core.Version('1.2.0')
+  VERSION = tfds.core.Version('1.3.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
                    '1.1.0': 'Times hh:mm in the source too (no padding rule).',
-                   '1.2.0': 'Test-only syllables in no template word.'}
+                   '1.2.0': 'Test-only syllables in no template word.',
+                   '1.3.0': 'A test_novel_prefix split (others unchanged).'}
   disable_shuffling = True  # generated in a seeded random order already
   BUILDER_CONFIGS = [
       CommandCallsConfig(
@@ -151,7 +180,7 @@ class CommandCalls(tfds.core.GeneratorBasedBuilder):
           'range, test out of range (names, numbers, hours).'),
       CommandCallsConfig(
           name='small', num_train=3_000, num_validation=200, num_test=200,
-          num_train_names=100, num_test_names=50,
+          num_train_names=100, num_test_names=50, num_novel_prefix=200,
           description='A 3k-example version for tests and smoke runs.'),
   ]
 
