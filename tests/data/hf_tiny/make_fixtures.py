@@ -422,6 +422,63 @@ def make_marian(gen):
   shutil.rmtree(tmp)
 
 
+FAMILIES = ("t5_v11", "t5_v10", "bart", "marian")
+ROUNDED = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def rounding_digest(tensors: dict) -> str:
+  """sha256 of the tensors' names and raw little-endian bytes, in name
+  order: the tests round model.safetensors themselves (numpy, ml_dtypes)
+  and check they made these very tensors."""
+  import hashlib
+  digest = hashlib.sha256()
+  for name in sorted(tensors):
+    t = tensors[name].contiguous()
+    digest.update(name.encode())
+    digest.update(t.view(torch.int16 if t.element_size() == 2 else t.dtype)
+                  .numpy().tobytes())
+  return digest.hexdigest()
+
+
+def rounded_fixtures():
+  """NAME/rounded.npz: the PyTorch reference of each model whose weights
+  are rounded to float16 / bfloat16 (model.safetensors cast, as a float16
+  or bfloat16 checkpoint holds them) and loaded as float32
+  (from_pretrained(dtype=torch.float32): transformers 5 defaults to
+  dtype="auto", i.e. the file's dtype; float32 is what our import gives by
+  default): DTYPE_encoder_hidden, DTYPE_logits, DTYPE_greedy on
+  reference.npz's inputs, and DTYPE_sha256 (rounding_digest)."""
+  for name in FAMILIES:
+    src = os.path.join(HERE, name)
+    cls = (transformers.T5ForConditionalGeneration if name.startswith("t5")
+           else transformers.AutoModelForSeq2SeqLM)
+    with np.load(os.path.join(src, "reference.npz")) as npz:
+      batch = (torch.as_tensor(npz["input_ids"]),
+               torch.as_tensor(npz["attention_mask"]))
+      dec_in = torch.as_tensor(npz["decoder_input_ids"])
+    stored = load_file(os.path.join(src, "model.safetensors"))
+    record = {}
+    for label, dtype in ROUNDED.items():
+      tmp = tempfile.mkdtemp()
+      shutil.copy(os.path.join(src, "config.json"), tmp)
+      rounded = {k: v.to(dtype) for k, v in stored.items()}
+      save_file(rounded, os.path.join(tmp, "model.safetensors"),
+                metadata={"format": "pt"})
+      model = cls.from_pretrained(tmp, dtype=torch.float32).eval()
+      state = model.state_dict()
+      for k, v in rounded.items():  # loaded as the rounded values
+        assert state[k].dtype == torch.float32, k
+        assert torch.equal(state[k], v.float()), (name, label, k)
+      result = outputs(model, batch, dec_in, not name.startswith("t5"))
+      record.update({f"{label}_encoder_hidden": result["encoder_hidden"],
+                     f"{label}_logits": result["logits"],
+                     f"{label}_greedy": result["greedy"],
+                     f"{label}_sha256": np.array(rounding_digest(rounded))})
+      shutil.rmtree(tmp)
+      print(f"{name} {label}: greedy {result['greedy'].tolist()}")
+    np.savez_compressed(os.path.join(src, "rounded.npz"), **record)
+
+
 def relative_buckets():
   """T5's bucket ids of relative positions -300..300 for the real models'
   settings (32 buckets, max distance 128), both directions: PyTorch's
@@ -593,6 +650,9 @@ def main():
   if sys.argv[1:] == ["generation"]:
     generation_fixtures()
     return
+  if sys.argv[1:] == ["rounded"]:
+    rounded_fixtures()
+    return
   relative_buckets()
   gen = torch.Generator().manual_seed(20261129)
   make_t5("t5_v11", gen, gated=True, tied=False, d_model=16, d_kv=6, heads=3,
@@ -601,6 +661,7 @@ def main():
           d_ff=18, layers=3, dec_layers=2)
   make_bart(gen)
   make_marian(gen)
+  rounded_fixtures()
   torch_bin_fixtures()
   generation_fixtures()
   with open(os.path.join(HERE, "versions.json"), "w") as f:
