@@ -42,6 +42,13 @@ def get_config() -> ml_collections.ConfigDict:
   # TAB): "skip" gives them weight 0, "keep" trains on them; counted and
   # logged (empty_examples) either way.
   c.empty_pairs = "skip"
+  # Value substitution (data/value_substitution.py; docs/copy.md): in this
+  # fraction of training pairs, each word found in both source and target
+  # that holds a digit or is in at most substitute_max_frequency of the
+  # training sources is redrawn as a random string of its shape, on both
+  # sides; with the copy head it copies values past the training range.
+  c.substitute_values = 0.0
+  c.substitute_max_frequency = 0.01
   c.bucket_boundaries = (8, 12, 16, 20, 24, 32, 48)
   # Pack several pairs per row of max_source_length x max_target_length
   # (encdec_jax/data/packing.py; Transformer encoder-decoders): grain's
@@ -86,6 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.weight_decay = 0.01
   c.grad_clip_norm = 1.0
   c.label_smoothing = 0.1
+  # Supervised copy (tasks/losses.py copy_supervision_sums; needs
+  # model.copy): this weight times -log(pointer on the source copy of the
+  # target token) - log(1 - p_gen) wherever the target token is in the source.
+  c.copy_supervision = 0.0
   # Generator of the dropout masks: "threefry2x32" (JAX's default), "rbg" or
   # "unsafe_rbg" (faster on CPU; see encdec_jax.train.trainer.dropout_key).
   c.dropout_prng = "threefry2x32"

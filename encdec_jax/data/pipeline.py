@@ -18,12 +18,14 @@ streams) are public so other tasks (data/classification.py) batch alike.
 """
 
 import bisect
+import functools
 from typing import Callable, Sequence
 
 import grain
 import jax
 import numpy as np
 
+from encdec_jax.data import value_substitution
 from encdec_jax.data.tokenizer import (EOS_ID, PAD_ID, Tokenizer,
                                        encode_target, pad_id_of)
 
@@ -216,16 +218,20 @@ def flag_empty(batch: dict, examples: Sequence[dict], policy: str,
 
 
 def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int,
-              empty_policy: str | None = None, needs_source: bool = True):
-  """indices -> a padded batch: one read, then tokenize (sources with the
-  task prefix, `source_prefix`) and pad with the tokenizer's pad id (and,
-  for training, flag empty pairs: `flag_empty`)."""
+              empty_policy: str | None = None, needs_source: bool = True,
+              augment: Callable[[dict, int], dict] | None = None):
+  """indices -> a padded batch: one read, then `augment(example, index)`
+  (training), tokenize (sources with the task prefix, `source_prefix`) and
+  pad with the tokenizer's pad id (and, for training, flag empty pairs:
+  `flag_empty`)."""
   boundaries = check_lengths(
       config, (config.max_source_length, config.max_target_length))
   prefix, pad_id = source_prefix(config), pad_id_of(tokenizer)
 
   def make_batch(indices):
     raw = read_many(source, indices)
+    if augment is not None:
+      raw = [augment(ex, int(i)) for i, ex in zip(indices, raw)]
     examples = [tokenize_pair(ex, tokenizer, config.max_source_length,
                               config.max_target_length, prefix)
                 for ex in raw]
@@ -236,6 +242,18 @@ def _batch_fn(source, tokenizer: Tokenizer, config, batch_size: int,
     return batch
 
   return make_batch
+
+
+def value_augmenter(source, config, seed: int):
+  """(example, index) -> example with its values redrawn as
+  config.substitute_values says (data/value_substitution.py); None if 0."""
+  probability = config.get("substitute_values", 0.0)
+  if not probability:
+    return None
+  stats = value_substitution.corpus_stats(iter_examples(source, 50_000))
+  return functools.partial(
+      value_substitution.substitute, stats=stats, probability=probability,
+      max_frequency=config.get("substitute_max_frequency", 0.01), seed=seed)
 
 
 def train_dataset(source, tokenizer: Tokenizer, config, seed: int,
@@ -252,7 +270,8 @@ def train_dataset(source, tokenizer: Tokenizer, config, seed: int,
       len(source), per_process, seed,
       _batch_fn(source, tokenizer, config, per_process,
                 empty_policy=config.get("empty_pairs", "skip"),
-                needs_source=needs_source))
+                needs_source=needs_source,
+                augment=value_augmenter(source, config, seed)))
 
 
 def eval_batches(source, tokenizer: Tokenizer, config, batch_size: int,

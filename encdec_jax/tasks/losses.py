@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.data import packing
+from encdec_jax.data.tokenizer import EOS_ID, UNK_ID
 from encdec_jax.models.contract import PAD_ID, shift_right, special_ids
 
 
@@ -56,7 +57,43 @@ def cross_entropy_sums(logits_BxTxV, targets_BxT, weights_BxT,
           "tokens": jnp.sum(weights_BxT)}
 
 
-def seq2seq_loss(model, label_smoothing: float):
+def copy_supervision_sums(pointer_BxTxS, p_gen_BxT, inputs_BxS, targets_BxT,
+                          weights_BxT, pad_id: int = PAD_ID,
+                          same_segment_BxTxS=None) -> dict:
+  """Supervised copy (OpenNMT-py's copy_attn_force): at each target token
+  that also occurs in the source (not EOS, UNK or padding), -log of the
+  pointer's mass on the source positions holding it, and -log(1 - p_gen),
+  the gate's probability of copying; summed ("copy_loss") with the number
+  of such tokens ("copy_tokens"). A model that learns the value only from
+  the pointer copies values whose beginning training never showed
+  (docs/copy.md). `same_segment_BxTxS`: packed rows' mask of the source
+  positions each target token may point at."""
+  match_BxTxS = ((inputs_BxS[:, None, :] == targets_BxT[:, :, None]) &
+                 (inputs_BxS != pad_id)[:, None, :])
+  if same_segment_BxTxS is not None:
+    match_BxTxS &= same_segment_BxTxS
+  special_BxT = (targets_BxT == EOS_ID) | (targets_BxT == UNK_ID)
+  copyable_BxT = (match_BxTxS.any(-1) & ~special_BxT) * weights_BxT
+  mass_BxT = jnp.sum(pointer_BxTxS.astype(jnp.float32) * match_BxTxS, -1)
+  tiny = 1e-9  # the floor keeps log finite where the pointer misses wholly
+  loss_BxT = (-jnp.log(jnp.maximum(mass_BxT, tiny)) -
+              jnp.log(jnp.maximum(1.0 - p_gen_BxT.astype(jnp.float32), tiny)))
+  return {"copy_loss": jnp.sum(loss_BxT * copyable_BxT),
+          "copy_tokens": jnp.sum(copyable_BxT)}
+
+
+def copy_intermediates(state) -> tuple:
+  """(pointer BxTxS, p_gen BxT) the copy head sowed (the RNN's per step:
+  Bx1xS stacked on axis 1)."""
+  head = state["intermediates"]["decoder"]["copy_head"]
+  pointer, p_gen = head["pointer"][0], head["p_gen"][0]
+  if pointer.ndim == 4:
+    pointer, p_gen = pointer[:, :, 0], p_gen[:, :, 0]
+  return pointer, p_gen
+
+
+def seq2seq_loss(model, label_smoothing: float,
+                 copy_supervision: float = 0.0):
   """(params, batch, rng) -> (mean loss, sums) of a model that reads
   `inputs` and predicts `targets` (teacher-forced): an encoder–decoder, a
   decoder-only LM (its inputs are empty) or a captioner (inputs are images).
@@ -67,6 +104,8 @@ def seq2seq_loss(model, label_smoothing: float):
   like an unpacked batch's. The decoder inputs start with the model's start
   id and padding is the model's pad id (contract.special_ids: an imported
   BART's or Marian's own; HF's labels and shift_tokens_right).
+  `copy_supervision` > 0 (a copy model) adds that times the summed
+  `copy_supervision_sums` to the loss.
   """
   pad_id, start_id = special_ids(model)
 
@@ -78,12 +117,26 @@ def seq2seq_loss(model, label_smoothing: float):
       kwargs["packing"] = packing.model_packing(batch)
     else:
       decoder_in_BxT = shift_right(batch["targets"], start_id)
-    logits_BxTxV = model.apply(
+    if copy_supervision:
+      kwargs["mutable"] = ["intermediates"]
+    out = model.apply(
         {"params": params}, batch["inputs"], decoder_in_BxT,
         deterministic=rng is None,
         rngs=None if rng is None else {"dropout": rng}, **kwargs)
-    sums = cross_entropy_sums(logits_BxTxV, batch["targets"],
-                              token_weights(batch, pad_id), label_smoothing)
+    logits_BxTxV, state = out if copy_supervision else (out, None)
+    weights_BxT = token_weights(batch, pad_id)
+    sums = cross_entropy_sums(logits_BxTxV, batch["targets"], weights_BxT,
+                              label_smoothing)
+    if copy_supervision:
+      same_segment_BxTxS = None
+      if packing.is_packed(batch):
+        same_segment_BxTxS = (batch["targets_segment_ids"][:, :, None] ==
+                              batch["inputs_segment_ids"][:, None, :])
+      copy_sums = copy_supervision_sums(
+          *copy_intermediates(state), batch["inputs"], batch["targets"],
+          weights_BxT, pad_id, same_segment_BxTxS)
+      sums = dict(sums, loss=sums["loss"] +
+                  copy_supervision * copy_sums["copy_loss"])
     return sums["loss"] / jnp.maximum(sums["tokens"], 1.0), sums
 
   return loss_fn

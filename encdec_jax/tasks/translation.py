@@ -9,7 +9,7 @@ chrF; "rouge" adds ROUGE-1/2/Lsum: tasks/evaluation.py).
 
 import jax.numpy as jnp
 
-from encdec_jax.data import packing, pipeline
+from encdec_jax.data import packing, pipeline, value_substitution
 from encdec_jax.data import sources as sources_lib
 from encdec_jax.decoding.config import (decode_settings, describe_decoding,
                                         make_decode_fn)
@@ -42,11 +42,15 @@ def text_init_inputs(config) -> tuple:
 
 
 def seq2seq_loss(model, config):
-  return losses.seq2seq_loss(model, config.label_smoothing)
+  return losses.seq2seq_loss(model, config.label_smoothing,
+                             config.get("copy_supervision", 0.0))
 
 
 def text_train_dataset(exp):
   if exp.config.get("pack_examples", False):  # data/packing.py
+    if exp.config.get("substitute_values", 0.0):
+      raise ValueError("config.substitute_values works on unpacked batches; "
+                       "set config.pack_examples=False to use it.")
     if not isinstance(exp.model, EncoderDecoder):
       raise ValueError("config.pack_examples needs a Transformer "
                        "encoder-decoder (config.model.family), got "
@@ -95,6 +99,10 @@ def make_evaluator(exp):
 def check_config(config) -> None:
   check_required_fields(config)
   evaluation.chosen_metrics(config)
+  value_substitution.check_config(config)
+  if config.get("copy_supervision", 0.0) and not config.model.get("copy"):
+    raise ValueError("config.copy_supervision trains the copy head's pointer;"
+                     " add --config.model.copy=true (or set it to 0).")
 
 
 def _build_model(arch, config, sources):
