@@ -66,4 +66,6 @@ for arm in $ARMS; do
   "$PY" -m encdec_jax.main --config="$config" --workdir="$OUT/$arm" $flags \
     "${seed[@]}"
 done
-[ "${REPORT:-1}" = 0 ] || "$PY" -m encdec_jax.reports.copy --runs="$OUT"
+[ "${REPORT:-1}" = 0 ] && exit
+"$PY" -m encdec_jax.reports.copy --runs="$OUT"
+"$PY" -m encdec_jax.reports.copy_edge --runs="$OUT"
