@@ -11,22 +11,28 @@ code (the directory is written by --mode=export_serving).
 
 The directory holds serving.json (what follows), params.safetensors (the
 params, a flat '/'-joined name -> array map, passed to every artifact as its
-first argument), the tokenizer file (tokenizer.model; none for bytes) and
-one jax.export artifact per entry point: `encode` (hidden states and mask)
-and the whole decode loop for `greedy`, `beam` (beam size fixed when
-exported) and `sample` (temperature, top-k, top-p fixed; the seed and batch
-index are inputs: the key of batch i is fold_in(key(seed), i), as
---mode=decode draws it). Batch size and source length are symbolic; lines
-are padded to the source length buckets the model was trained with, so a
-run compiles once per (batch size, bucket) and decodes exactly as
---mode=decode does.
+first argument), the tokenizer's files (SentencePiece: tokenizer.model;
+an imported BART: tokenizer.json; Marian: source.spm, target.spm,
+vocab.json; none for bytes) and one jax.export artifact per entry point:
+`encode` (hidden states and mask) and the whole decode loop for `greedy`,
+`beam` (beam size fixed when exported) and `sample` (temperature, top-k,
+top-p fixed; the seed and batch index are inputs: the key of batch i is
+fold_in(key(seed), i), as --mode=decode draws it). The decoder's start
+id, forced tokens and the model's own generation settings are baked in;
+serving.json's special ids say what sources are padded with and end in,
+and its source_prefix what they are read with. Batch size and source
+length are symbolic; lines are padded to the source length buckets the
+model was trained with, so a run compiles once per (batch size, bucket)
+and decodes exactly as --mode=decode does.
 
-This module imports only jax, numpy, sentencepiece and the standard library:
-it is the one file a service needs besides the directory.
+This module imports only jax, numpy, sentencepiece, the standard library
+and, for a BART export, tokenizers: it is the one file a service needs
+besides the directory.
 """
 
 import argparse
 import contextlib
+import hashlib
 import json
 import mmap
 import os
@@ -41,13 +47,11 @@ import sentencepiece as spm
 from jax import export
 
 FORMAT = "encdec_jax.serving"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the tokenizer's files and the special ids listed
 MANIFEST = "serving.json"
 PARAMS_FILE = "params.safetensors"
 ALGORITHMS = ("greedy", "beam", "sample")
-# The ids of both tokenizers it reads (encdec_jax.data.tokenizer); the
-# decoder starts from PAD_ID.
-PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+PAD_ID = 0  # what the decode loop writes after EOS (serving.json: after_eos)
 # What jax.default_backend() says -> the jax.export platforms it runs.
 _BACKEND_PLATFORMS = {"cpu": ("cpu",), "gpu": ("cuda", "rocm"),
                       "tpu": ("tpu",)}
@@ -90,40 +94,99 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
 class ByteCodec:
   """UTF-8 bytes shifted past the special ids (encdec_jax's ByteTokenizer)."""
 
-  def __init__(self, vocab_size: int = 259):
-    self.vocab_size = vocab_size
+  def __init__(self, directory: str, ids: dict):
+    del directory
+    self.ids = ids
 
   def encode(self, text: str) -> list[int]:
     return [b + 3 for b in text.encode("utf-8")]
 
   def decode(self, ids: Iterable[int]) -> str:
-    return bytes(i - 3 for i in _until_eos(ids) if i >= 3).decode(
+    return bytes(i - 3 for i in _until_eos(ids, self.ids) if i >= 3).decode(
         "utf-8", errors="replace")
 
 
 class SentencePieceCodec:
-  """A SentencePiece model; ids past it (an imported T5's sentinels and
-  padding rows) decode to nothing."""
+  """tokenizer.model; ids past it (an imported T5's sentinels and padding
+  rows) decode to nothing."""
 
-  def __init__(self, path: str):
-    self._sp = spm.SentencePieceProcessor(model_file=path)
-    self.vocab_size = self._sp.get_piece_size()
+  def __init__(self, directory: str, ids: dict):
+    self.ids = ids
+    self._sp = spm.SentencePieceProcessor(
+        model_file=os.path.join(directory, "tokenizer.model"))
 
   def encode(self, text: str) -> list[int]:
     return self._sp.encode(text)
 
   def decode(self, ids: Iterable[int]) -> str:
-    return self._sp.decode([i for i in _until_eos(ids)
-                            if i < self.vocab_size])
+    size = self._sp.get_piece_size()
+    return self._sp.decode([i for i in _until_eos(ids, self.ids)
+                            if i < size])
 
 
-def _until_eos(ids: Iterable[int]) -> list[int]:
+class BartCodec:
+  """An imported BART's byte-level BPE (tokenizer.json, through the
+  `tokenizers` package): <s> + pieces, EOS appended by the loader."""
+
+  def __init__(self, directory: str, ids: dict):
+    try:
+      import tokenizers  # only BART needs it (pip install tokenizers)
+    except ImportError:
+      raise ServingError("this export's BART tokenizer needs the "
+                         "'tokenizers' package: pip install tokenizers"
+                         ) from None
+    self.ids = ids
+    with open(os.path.join(directory, "tokenizer.json"),
+              encoding="utf-8") as f:
+      self._tok = tokenizers.Tokenizer.from_str(f.read())
+    self._tok.no_padding()
+    self._tok.no_truncation()
+
+  def encode(self, text: str) -> list[int]:
+    ids = self._tok.encode(text).ids  # <s> ... </s> (its post-processor)
+    return ids[:-1] if ids and ids[-1] == self.ids["eos"] else ids
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._tok.decode([i for i in _until_eos(ids, self.ids)
+                             if i != self.ids["bos"]],
+                            skip_special_tokens=True)
+
+
+class MarianCodec:
+  """An imported Marian's two SentencePiece models, pieces looked up in
+  vocab.json: sources cut by source.spm, outputs joined by target.spm."""
+
+  def __init__(self, directory: str, ids: dict):
+    self.ids = ids
+    path = lambda name: os.path.join(directory, name)
+    self._source = spm.SentencePieceProcessor(model_file=path("source.spm"))
+    self._target = spm.SentencePieceProcessor(model_file=path("target.spm"))
+    with open(path("vocab.json"), encoding="utf-8") as f:
+      self._vocab = json.load(f)
+    self._pieces = {i: p for p, i in self._vocab.items()}
+
+  def encode(self, text: str) -> list[int]:
+    return [self._vocab.get(p, self.ids["unk"])
+            for p in self._source.encode(text, out_type=str)]
+
+  def decode(self, ids: Iterable[int]) -> str:
+    return self._target.decode_pieces(
+        [self._pieces[i] for i in _until_eos(ids, self.ids)
+         if i in self._pieces])
+
+
+# serving.json's tokenizer kind -> its codec.
+CODECS = {"bytes": ByteCodec, "sentencepiece": SentencePieceCodec,
+          "bart_bpe": BartCodec, "marian": MarianCodec}
+
+
+def _until_eos(ids: Iterable[int], special: dict) -> list[int]:
   """The ids before the first EOS, pads dropped."""
   out = []
   for i in map(int, ids):
-    if i == EOS_ID:
+    if i == special["eos"]:
       break
-    if i != PAD_ID:
+    if i != special["pad"]:
       out.append(i)
   return out
 
@@ -173,13 +236,14 @@ class Served:
     _check_platform(self.manifest, directory)
     files = [PARAMS_FILE] + [a["file"] for a in
                              self.manifest["artifacts"].values()]
-    if self.manifest["tokenizer"]["file"]:
-      files.append(self.manifest["tokenizer"]["file"])
+    files += list(self.manifest["tokenizer"]["files"])
     missing = [f for f in files if not os.path.isfile(
         os.path.join(directory, f))]
     if missing:
       raise ServingError(f"{directory} lacks {', '.join(missing)}: the "
                          "export is incomplete; export the model again.")
+    self.special_ids = self.manifest["special_ids"]
+    self.source_prefix = self.manifest["source_prefix"]
     self.codec = self._codec()
     self._exported = {name: self._deserialize(entry["file"])
                       for name, entry in self.manifest["artifacts"].items()}
@@ -193,15 +257,29 @@ class Served:
     self.buckets = limits["source_buckets"]
 
   def _codec(self):
+    """The tokenizer, its files checked against serving.json's sha256."""
     tokenizer = self.manifest["tokenizer"]
-    if tokenizer["kind"] == "bytes":
-      return ByteCodec()
-    path = os.path.join(self.directory, tokenizer["file"])
+    if tokenizer["kind"] not in CODECS:
+      raise ServingError(
+          f"{self.directory} holds a {tokenizer['kind']!r} tokenizer; this "
+          f"loader reads {', '.join(CODECS)}: update encdec_jax.")
+    for name, sha256 in tokenizer["files"].items():
+      with open(os.path.join(self.directory, name), "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != sha256:
+          raise ServingError(
+              f"{os.path.join(self.directory, name)} is not the tokenizer "
+              "file that was exported (its sha256 differs from serving."
+              "json's); export the model again.")
     try:
-      return SentencePieceCodec(path)
-    except (OSError, RuntimeError) as e:
-      raise ServingError(f"{path} is not a SentencePiece model ({e}); "
-                         "export the model again.") from None
+      return CODECS[tokenizer["kind"]](self.directory, self.special_ids)
+    except ServingError:
+      raise
+    except Exception as e:  # noqa: BLE001  sentencepiece, tokenizers: bare
+      first = str(e).splitlines()[0] if str(e) else ""
+      raise ServingError(
+          f"the {tokenizer['kind']} tokenizer in {self.directory} cannot be "
+          f"read ({type(e).__name__}: {first}); export the model again."
+          ) from None
 
   def _deserialize(self, name: str) -> export.Exported:
     path = os.path.join(self.directory, name)
@@ -225,9 +303,12 @@ class Served:
     return tuple(a for a in ALGORITHMS if a in self.manifest["artifacts"])
 
   def encode_line(self, text: str, number: int = 0) -> list[int]:
-    """Token ids of one line, EOS appended; a ServingError if longer than
-    the model reads (line `number`, 1-based, named in it)."""
-    ids = self.codec.encode(text) + [self.manifest["special_ids"]["eos"]]
+    """Token ids of one line read with the model's task prefix, EOS
+    appended; a ServingError if longer than the model reads (line
+    `number`, 1-based, named in it)."""
+    if not text.startswith(self.source_prefix):
+      text = self.source_prefix + text
+    ids = list(self.codec.encode(text)) + [self.special_ids["eos"]]
     if len(ids) > self.max_source_tokens:
       where = f"line {number}" if number else "a line"
       raise ServingError(
@@ -237,11 +318,12 @@ class Served:
     return ids
 
   def pad(self, rows: list[list[int]], batch_size: int) -> np.ndarray:
-    """int32 batch_size x bucket, 0-padded (rows past len(rows) all pad):
-    the shapes --mode=decode gives the same lines."""
+    """int32 batch_size x bucket, padded with the model's pad id (rows past
+    len(rows) all pad): the batch --mode=decode gives the same lines."""
     longest = max(map(len, rows))
     bucket = next(b for b in self.buckets if b >= longest)
-    inputs_BxS = np.zeros((batch_size, bucket), np.int32)
+    inputs_BxS = np.full((batch_size, bucket), self.special_ids["pad"],
+                         np.int32)
     for i, row in enumerate(rows):
       inputs_BxS[i, :len(row)] = row
     return inputs_BxS

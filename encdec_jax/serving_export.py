@@ -15,6 +15,14 @@ run's bucket_boundaries as the pipeline does, so a served batch has the
 shape --mode=decode gives it. The output length is the decoding length
 (config.decode.max_new_tokens, by default config.max_decode_length).
 
+The tokenizer's files are copied as the run read them (SentencePiece's
+tokenizer.model, an imported BART's tokenizer.json, a Marian's source.spm,
+target.spm and vocab.json), with the special ids the loader needs (pad,
+EOS, BOS; the decoder start and forced tokens are baked in) and the task
+prefix the sources are read with. An imported model's own generation
+settings are in config.decode once the run is restored (starts/hf_import),
+so they are baked in as --mode=decode applies them.
+
 The directory is written as a temporary sibling, then renamed: a killed
 export leaves no half directory at --output.
 """
@@ -35,10 +43,11 @@ from safetensors.numpy import save_file
 
 from encdec_jax import serving
 from encdec_jax.checkpoint import output_dir
-from encdec_jax.data import pipeline
+from encdec_jax.data import imported_tokenizers, pipeline
 from encdec_jax.data import tokenizer as tokenizer_lib
 from encdec_jax.decoding.config import decode_settings, make_decode_fn
 from encdec_jax.decoding.loop import PAD_ID
+from encdec_jax.models.contract import special_ids
 from encdec_jax.train import inference
 
 MAX_BATCH_SIZE = 256  # the symbolic batch's bound, checked by the loader
@@ -72,20 +81,51 @@ def _check_output(output: str) -> str:
   return output
 
 
-def _tokenizer_entry(tokenizer) -> tuple[dict, bytes | None]:
-  """(serving.json's tokenizer entry, the bytes of its file)."""
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def tokenizer_files(tokenizer) -> tuple[str, dict[str, bytes]]:
+  """(serving.json's tokenizer kind, {file name: bytes} to ship): our
+  SentencePiece model (an imported T5's spiece.model among them) or bytes,
+  an imported BART's tokenizer.json, a Marian's source.spm, target.spm and
+  vocab.json, each as the run read it."""
   if isinstance(tokenizer, tokenizer_lib.ByteTokenizer):
-    return {"kind": "bytes", "file": None,
-            "vocab_size": tokenizer.vocab_size}, None
+    return "bytes", {}
   if isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
-    data = tokenizer.model_proto  # the workdir's tokenizer.model, as read
-    return {"kind": "sentencepiece",
-            "file": tokenizer_lib.TOKENIZER_FILES["sentencepiece"],
-            "vocab_size": tokenizer.vocab_size,
-            "sha256": hashlib.sha256(data).hexdigest()}, data
-  raise ValueError(f"--mode=export_serving serves SentencePiece and byte "
-                   f"tokenizers; this run's is {type(tokenizer).__name__}: "
-                   "decode it in-process with --mode=decode.")
+    return "sentencepiece", {
+        tokenizer_lib.TOKENIZER_FILES["sentencepiece"]: tokenizer.model_proto}
+  for kind, cls in imported_tokenizers.CLASSES.items():
+    if isinstance(tokenizer, cls):
+      return kind, dict(tokenizer.files)
+  raise ValueError(f"--mode=export_serving serves SentencePiece, byte, BART "
+                   f"and Marian tokenizers; this run's is "
+                   f"{type(tokenizer).__name__}: decode it in-process with "
+                   "--mode=decode.")
+
+
+def _tokenizer_entry(kind: str, files: dict[str, bytes],
+                     tokenizer) -> dict:
+  return {"kind": kind, "vocab_size": int(tokenizer.vocab_size),
+          "files": {name: _sha256(data) for name, data in files.items()}}
+
+
+def _special_ids(exp, config) -> dict:
+  """The ids a server needs: what sources are padded with and end in, what
+  the decoder starts from (baked in), the tokens the decoder forces (baked
+  in, as --mode=decode applies the model's generation settings), and what
+  the decode loop writes after EOS."""
+  start_id = special_ids(exp.model)[1]
+  tokenizer = exp.tokenizer
+  settings = decode_settings(config)
+  optional = lambda value: None if value is None else int(value)
+  return {"pad": int(tokenizer_lib.pad_id_of(tokenizer)),
+          "eos": int(tokenizer.eos_id), "decoder_start": int(start_id),
+          "unk": optional(getattr(tokenizer, "unk_id", None)),
+          "bos": optional(getattr(tokenizer, "bos_id", None)),
+          "forced_bos": optional(settings["forced_bos_token_id"]),
+          "forced_eos": optional(settings["forced_eos_token_id"]),
+          "after_eos": PAD_ID}
 
 
 def flat_params(params) -> dict[str, np.ndarray]:
@@ -214,7 +254,7 @@ def export_serving(config, workdir: str, output: str,
   exp, params, step = inference.restore_latest(config, workdir)
   if not exp.task.decodes_text:
     raise ValueError(f"nothing to serve: {exp.task.decode_refusal}")
-  tokenizer_entry, tokenizer_bytes = _tokenizer_entry(exp.tokenizer)
+  kind, tokenizer_data = tokenizer_files(exp.tokenizer)
   flat = flat_params(params)
   params_spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype)
                  for k, v in flat.items()}
@@ -229,16 +269,17 @@ def export_serving(config, workdir: str, output: str,
                  "task": exp.task.name,
                  "family": config.model.get("family", "transformer")},
       "prompted": exp.task.prompted,
-      "tokenizer": tokenizer_entry,
-      "special_ids": {"pad": serving.PAD_ID, "eos": int(exp.tokenizer.eos_id),
-                      "decoder_start": PAD_ID,
-                      "unk": getattr(exp.tokenizer, "unk_id", None)},
+      # The model's task prefix, read in front of every source (T5's
+      # "summarize: ", config.decode.task), as the pipeline reads it.
+      "source_prefix": pipeline.source_prefix(config),
+      "tokenizer": _tokenizer_entry(kind, tokenizer_data, exp.tokenizer),
+      "special_ids": _special_ids(exp, config),
       "params": {"file": serving.PARAMS_FILE, "count": len(flat),
                  "size": int(sum(v.size for v in flat.values())),
                  "naming": f"the params tree path joined with {_SEP!r}"},
       "batch_size": int(config.eval_batch_size), "limits": limits,
       "artifacts": artifacts}
-  _write_directory(output, manifest, flat, blobs, tokenizer_bytes)
+  _write_directory(output, manifest, flat, blobs, tokenizer_data)
   print(f"exported step {step} of {workdir} (encode; greedy, beam "
         f"{artifacts['beam']['beam_size']}, sample) for "
         f"{', '.join(platforms)} in {time.time() - start:.1f} s to {output}; "
@@ -248,7 +289,7 @@ def export_serving(config, workdir: str, output: str,
 
 
 def _write_directory(output: str, manifest: dict, flat: dict, blobs: dict,
-                     tokenizer_bytes: bytes | None) -> None:
+                     tokenizer_data: dict[str, bytes]) -> None:
   """All files into a sibling of `output`, renamed onto it (output_dir)."""
   with output_dir.new_directory(output, WHAT) as tmp:
     save_file(flat, os.path.join(tmp, serving.PARAMS_FILE))
@@ -256,9 +297,9 @@ def _write_directory(output: str, manifest: dict, flat: dict, blobs: dict,
       with open(os.path.join(tmp, manifest["artifacts"][name]["file"]),
                 "wb") as f:
         f.write(blob)
-    if tokenizer_bytes is not None:
-      with open(os.path.join(tmp, manifest["tokenizer"]["file"]), "wb") as f:
-        f.write(tokenizer_bytes)
+    for name, data in tokenizer_data.items():
+      with open(os.path.join(tmp, name), "wb") as f:
+        f.write(data)
     with open(os.path.join(tmp, serving.MANIFEST), "w",
               encoding="utf-8") as f:
       json.dump(manifest, f, indent=2)

@@ -79,8 +79,11 @@ def test_the_directory_says_what_it_holds(exported):
   assert manifest["format_version"] == serving.FORMAT_VERSION
   assert manifest["jax_version"] == jax.__version__
   assert manifest["platforms"] == ["cpu"]
-  assert manifest["special_ids"] == {"pad": 0, "eos": 1,
-                                     "decoder_start": 0, "unk": 2}
+  assert manifest["special_ids"] == {
+      "pad": 0, "eos": 1, "decoder_start": 0, "unk": 2, "bos": None,
+      "forced_bos": None, "forced_eos": None, "after_eos": 0}
+  assert manifest["source_prefix"] == ""
+  assert list(manifest["tokenizer"]["files"]) == ["tokenizer.model"]
   assert manifest["limits"]["source_buckets"] == [16, 32, 64]
   greedy = manifest["artifacts"]["greedy"]
   assert greedy["inputs"][1] == {"name": "inputs", "dtype": "int32",
@@ -266,10 +269,11 @@ def _refused(directory, match):
 
 
 def test_another_format_version_or_platform_is_refused(copy_of):
-  _edit_manifest(copy_of, format_version=2)
-  _refused(copy_of, r"written in serving format version 2 \(by jax .*\); "
-           r"this loader reads version 1: export it again")
-  _edit_manifest(copy_of, format_version=1, platforms=["tpu"])
+  version = serving.FORMAT_VERSION
+  _edit_manifest(copy_of, format_version=version + 1)
+  _refused(copy_of, rf"written in serving format version {version + 1} \(by "
+           rf"jax .*\); this loader reads version {version}: export it again")
+  _edit_manifest(copy_of, format_version=version, platforms=["tpu"])
   _refused(copy_of, r"was lowered for tpu; this machine runs jax on cpu: "
            r"export it again with --platforms=cpu,cpu|lowered for tpu")
   _edit_manifest(copy_of, format="something.else", platforms=["cpu"])

@@ -1,17 +1,13 @@
-"""Every text model with a decoder serves as --mode=decode decodes it: an
-imported Hugging Face T5 fine-tuned through config.init_from (batch sizes
-1, 7 and 32, greedy and beam), and (slow: a training run each) the RNN, the
-decoder-only LM (its prompts continued) and the copy head."""
-
-import os
+"""Every text model with a decoder serves as --mode=decode decodes it
+(slow: a training run each): the RNN, the decoder-only LM (its prompts
+continued) and the copy head. Imported T5, BART and Marian:
+tests/test_serving_imported.py."""
 
 import pytest
 
 from encdec_jax import serving, serving_export
 from encdec_jax.train import inference, trainer
-from experiments import t5_finetune, tiny
-
-DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
+from experiments import tiny
 
 
 def _decodes_alike(config, workdir, served, lines, batch_sizes):
@@ -22,39 +18,6 @@ def _decodes_alike(config, workdir, served, lines, batch_sizes):
     for batch_size in batch_sizes:
       assert served.translate(lines, algorithm, batch_size=batch_size) == \
           expected, (algorithm, batch_size)
-
-
-# Slow (~26 s on 2 cores): the default suite keeps the main job's parity at
-# batch 1, 7 and 32 (tests/test_serving.py); this is the same export path on
-# an imported T5.
-@pytest.mark.slow
-def test_imported_t5_fine_tuned_serves_as_it_decodes(tmp_path,
-                                                     write_copy_pairs):
-  for module in ("safetensors", "tokenizers"):
-    pytest.importorskip(module, reason=f"{module} is not installed: pip "
-                        "install -e '.[pretrained]'")
-  from encdec_jax.pretrained import import_hf
-  pretrained = str(tmp_path / "pretrained")
-  import_hf.import_hf(os.path.join(DATA, "t5_v11"), pretrained)
-  config = t5_finetune.get_config("tiny")
-  config.init_from = pretrained
-  config.text_files.update(write_copy_pairs(tmp_path))
-  config.update(num_train_steps=2, checkpoint_every=2, log_every=2,
-                eval_every=1000, num_eval_examples=8, num_decode_examples=0,
-                test_at_end=False, eval_batch_size=8, max_decode_length=8)
-  workdir = str(tmp_path / "run")
-  trainer.train_and_evaluate(config, workdir)
-  out = str(tmp_path / "served")
-  manifest = serving_export.export_serving(config, workdir, out)
-  assert manifest["tokenizer"]["kind"] == "sentencepiece"
-  with open(os.path.join(out, "tokenizer.model"), "rb") as f, open(
-      os.path.join(DATA, "t5_v11", "spiece.model"), "rb") as g:
-    assert f.read() == g.read()  # T5's own vocabulary
-  words = ("the quick brown fox jumps over lazy dog a small model is easy "
-           "to test").split()
-  lines = [f"copy: {' '.join(words[i:i + 4])}" for i in range(12)] + [""]
-  lines += [f"copy: {' '.join(words[i::3])}" for i in range(3)] * 7
-  _decodes_alike(config, workdir, serving.load(out), lines, (1, 7, 32))
 
 
 def _family_config(arm, files, **changes):
