@@ -29,7 +29,8 @@ from encdec_jax.models.contract import (init_cache,  # noqa: E402
                                         make_tokens_to_logits)
 from encdec_jax.models.encoder_decoder import EncoderDecoder  # noqa: E402
 from encdec_jax.pretrained import hf as hf_lib  # noqa: E402
-from encdec_jax.pretrained import import_hf, weight_files  # noqa: E402
+from encdec_jax.pretrained import export_hf, import_hf  # noqa: E402
+from encdec_jax.pretrained import weight_files  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
 FAMILIES = ("t5_v11", "t5_v10", "bart", "marian")
@@ -121,3 +122,81 @@ def test_each_layout_gives_pytorchs_logits_and_greedy_tokens(
   logits_error = np.abs(np.asarray(logits_BxTxV) - ref["logits"]).max(-1)
   assert (logits_error / np.abs(ref["logits"]).max(-1)).max() <= 1e-4
   assert _until_eos(greedy_BxT, eos_id) == _until_eos(ref["greedy"], eos_id)
+
+
+# -- the dtype a model is imported in, and exported back in
+
+
+def _main_ok(main, argv) -> None:
+  assert main(argv) == 0, argv
+
+
+@pytest.mark.parametrize("dtype_name, option", [
+    ("float16", "--dtype=float16"), ("bfloat16", "--dtype=auto")])
+def test_import_keeps_the_dtype_and_export_writes_it_back(
+    tmp_path, dtype_name, option):
+  dtype = import_hf.WEIGHTS_DTYPES[dtype_name]
+  source = os.path.join(DATA, "t5_v11")
+  tensors = {k: v.astype(dtype) for k, v in hf_lib.read_tensors(
+      os.path.join(source, "model.safetensors")).items()}
+  model_dir = str(tmp_path / "hub")
+  hf_dir_like(source, model_dir)
+  write_layout(model_dir, tensors, weight_files.SAFETENSORS)
+
+  kept, exported = str(tmp_path / "kept"), str(tmp_path / "exported")
+  _main_ok(import_hf.main, ["import_hf", model_dir, kept, option])
+  assert import_hf.read_meta(kept)["weights_dtype"] == dtype_name
+  stored = hf_lib.read_tensors(os.path.join(kept, "params.safetensors"))
+  assert {v.dtype for v in stored.values()} == {dtype}
+  _main_ok(export_hf.main, ["export_hf", kept, exported])
+  written = hf_lib.read_tensors(os.path.join(exported, "model.safetensors"))
+  assert sorted(written) == sorted(tensors)
+  for k, v in tensors.items():  # the same dtype and bits
+    assert written[k].dtype == dtype, k
+    np.testing.assert_array_equal(written[k].view(np.uint16),
+                                  v.view(np.uint16), err_msg=k)
+
+  # By default float32 (exactly the rounded values), exported as float32
+  # unless --dtype says otherwise.
+  wide, wide_out, narrow_out = (str(tmp_path / n) for n in
+                                ("wide", "wide_out", "narrow_out"))
+  _main_ok(import_hf.main, ["import_hf", model_dir, wide])
+  assert import_hf.read_meta(wide)["weights_dtype"] == "float32"
+  _main_ok(export_hf.main, ["export_hf", wide, wide_out])
+  written = hf_lib.read_tensors(os.path.join(wide_out, "model.safetensors"))
+  assert {v.dtype for v in written.values()} == {np.dtype(np.float32)}
+  _main_ok(export_hf.main, ["export_hf", wide, narrow_out,
+                            f"--dtype={dtype_name}"])
+  written = hf_lib.read_tensors(os.path.join(narrow_out,
+                                             "model.safetensors"))
+  for k, v in tensors.items():
+    np.testing.assert_array_equal(written[k].view(np.uint16),
+                                  v.view(np.uint16), err_msg=k)
+
+
+@pytest.mark.parametrize("main, argv, message", [
+    (import_hf.main, ["import_hf", "DIR", "OUT", "--dtype=int8"],
+     "--dtype=int8 is not one of float32, float16, bfloat16, auto"),
+    (export_hf.main, ["export_hf", "DIR", "OUT", "--dtype=float64"],
+     "--dtype=float64 is not one of float32, float16, bfloat16"),
+])
+def test_an_unknown_dtype_is_one_line(tmp_path, capsys, main, argv, message):
+  argv = [a if a not in ("DIR", "OUT") else str(tmp_path / a) for a in argv]
+  os.makedirs(argv[1])
+  assert main(argv) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.count("\n") == 0 and message in err, err
+
+
+def test_auto_refuses_a_checkpoint_of_mixed_dtypes(tmp_path, capsys):
+  source = os.path.join(DATA, "t5_v11")
+  tensors = hf_lib.read_tensors(os.path.join(source, "model.safetensors"))
+  tensors["shared.weight"] = tensors["shared.weight"].astype(np.float16)
+  model_dir = str(tmp_path / "hub")
+  hf_dir_like(source, model_dir)
+  write_layout(model_dir, tensors, weight_files.SAFETENSORS)
+  assert import_hf.main(["import_hf", model_dir, str(tmp_path / "out"),
+                         "--dtype=auto"]) == 1
+  err = capsys.readouterr().err.strip()
+  assert "holds float16 and float32 floating-point tensors; choose one " \
+         "with --dtype=" in err and "\n" not in err

@@ -44,8 +44,11 @@ def strip_prefix(tensors: dict) -> dict:
   the prefix."""
   if any(k.startswith(PREFIX) for k in tensors):
     return tensors
-  return {(k if k in ("final_logits_bias", "lm_head.weight") else PREFIX + k):
-          v for k, v in tensors.items()}
+  rename = lambda k: (k if k in ("final_logits_bias", "lm_head.weight")
+                      else PREFIX + k)
+  if hasattr(tensors, "renamed"):  # weight_files.LazyTensors: none read
+    return tensors.renamed(rename)
+  return {rename(k): v for k, v in tensors.items()}
 
 
 def untied_lm_head(tensors: dict) -> bool:

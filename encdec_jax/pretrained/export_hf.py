@@ -1,19 +1,22 @@
 r"""Our T5 / BART / Marian EncoderDecoder back to Hugging Face format:
 
-  python -m encdec_jax.pretrained.export_hf SRC OUT
+  python -m encdec_jax.pretrained.export_hf SRC OUT [--dtype=float16]
 
 SRC is an import_hf directory, or a training workdir fine-tuned from one
 (--config.init_from=...; its latest checkpoint's params are written). OUT (a
 new directory) gets config.json, generation_config.json and the tokenizer
 files as import_hf found them, and model.safetensors with the tensors the
-family's table names (float32), so that
+family's table names, in the dtype the model was imported as (pretrained.
+json's weights_dtype: float32 unless import_hf was given --dtype; --dtype
+here overrides it), so that
 
   transformers.AutoModelForSeq2SeqLM.from_pretrained(OUT)
   transformers.AutoTokenizer.from_pretrained(OUT)
 
 load it. An unchanged import exports bit for bit the tensors it was
-imported from (tests/test_pretrained_hf.py), when they were float32 and
-saved by transformers >= 5 (which writes no tied copies); older files'
+imported from (tests/test_pretrained_hf.py), when they were imported in
+their own dtype (float32 by default, --dtype=float16 for a float16 file)
+and saved by transformers >= 5 (which writes no tied copies); older files'
 tied copies (encoder.embed_tokens, ...) and T5's unused
 EncDecAttention.relative_attention_bias are not written back.
 """
@@ -38,12 +41,16 @@ ORIGIN = "pretrained"
 
 EXPORTED = "the Hugging Face export"  # what output_dir calls OUT
 
-def export_params(params, meta: dict, hf_files_dir: str, out_dir: str) -> None:
-  """Writes `params` (our EncoderDecoder's) as a Hugging Face directory;
-  `meta` is the import's pretrained.json, hf_files_dir its hf/ folder."""
+def export_params(params, meta: dict, hf_files_dir: str, out_dir: str,
+                  dtype: str | None = None) -> None:
+  """Writes `params` (our EncoderDecoder's) as a Hugging Face directory, as
+  `dtype` (a name; default: the import's weights_dtype); `meta` is the
+  import's pretrained.json, hf_files_dir its hf/ folder."""
   family = import_hf.FAMILIES[meta["family"]]
   config = import_hf.config_from_fields(meta["model"])
-  tensors = hf_lib.export_tensors(params, family.weight_table(config))
+  tensors = hf_lib.export_tensors(
+      params, family.weight_table(config),
+      import_hf.WEIGHTS_DTYPES[dtype or meta["weights_dtype"]])
   log = lambda line: print(line, file=sys.stderr, flush=True)
   with output_dir.new_directory(out_dir, EXPORTED, log) as tmp:
     for name in sorted(os.listdir(hf_files_dir)):
@@ -104,7 +111,12 @@ def latest_params(workdir: str, out_dir: str = "OUT"):
   return traverse_util.unflatten_dict(flat)
 
 
-def export_hf(src: str, out_dir: str) -> None:
+def export_hf(src: str, out_dir: str, dtype: str | None = None) -> None:
+  """SRC (an import or a workdir fine-tuned from one) to OUT, as `dtype`
+  (default: the dtype it was imported as)."""
+  if dtype is not None and dtype not in import_hf.WEIGHTS_DTYPES:
+    raise ValueError(f"--dtype={dtype} is not one of "
+                     f"{', '.join(import_hf.WEIGHTS_DTYPES)}")
   output_dir.check_new(out_dir, EXPORTED)  # before restoring anything
   origin = origin_dir(src)
   meta = import_hf.read_meta(origin)
@@ -112,19 +124,24 @@ def export_hf(src: str, out_dir: str) -> None:
     _, params, _ = import_hf.load(src)
   else:
     params = latest_params(src, out_dir)
-  export_params(params, meta, os.path.join(origin, "hf"), out_dir)
+  export_params(params, meta, os.path.join(origin, "hf"), out_dir, dtype)
 
 
 USAGE = ("usage: python -m encdec_jax.pretrained.export_hf "
-         "IMPORT_DIR_OR_WORKDIR OUT_DIR")
+         "IMPORT_DIR_OR_WORKDIR OUT_DIR "
+         f"[--dtype={'|'.join(import_hf.WEIGHTS_DTYPES)}] (default: the "
+         "dtype it was imported as)")
 
 
 def main(argv: list[str]) -> int:
-  if len(argv) != 3 or any(a.startswith("-") for a in argv[1:]):
+  parsed = import_hf.dtype_option(argv, None)
+  if parsed is None or len(parsed[0]) != 2:
     print(USAGE, file=sys.stderr)
     return 2
+  (src, out), dtype = parsed
+  argv = [argv[0], src, out]
   try:
-    export_hf(argv[1], argv[2])
+    export_hf(src, out, dtype)
   except (ImportError, ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

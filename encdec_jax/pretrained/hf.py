@@ -194,13 +194,14 @@ def import_params(tensors: dict[str, np.ndarray], table: list[Weight],
                                        for k, v in flat.items()})
 
 
-def export_tensors(params: dict, table: list[Weight]) -> dict[str, np.ndarray]:
-  """The inverse of import_params: Hugging Face tensors (float32)."""
+def export_tensors(params: dict, table: list[Weight], dtype=np.float32
+                   ) -> dict[str, np.ndarray]:
+  """The inverse of import_params: Hugging Face tensors, as `dtype`."""
   flat = {"/".join(k): np.asarray(v) for k, v in
           traverse_util.flatten_dict(params).items()}
   out = {}
   for w in table:
-    out[w.hf] = np.ascontiguousarray(_to_hf(w, flat[w.ours]), np.float32)
+    out[w.hf] = np.ascontiguousarray(_to_hf(w, flat[w.ours]), dtype)
   left = sorted(set(flat) - {w.ours for w in table})
   if left:
     raise ValueError(f"params {left[0]} (and {len(left) - 1} more) have no "

@@ -1,7 +1,7 @@
 r"""Hugging Face encoder-decoders (T5 / Flan-T5 / mT5, BART, Marian) as our
 EncoderDecoder, without torch:
 
-  python -m encdec_jax.pretrained.import_hf DIR OUT
+  python -m encdec_jax.pretrained.import_hf DIR OUT [--dtype=float32]
 
 DIR is a Hugging Face model directory (config.json, the weights and the
 tokenizer files: spiece.model for T5, tokenizer.json for BART,
@@ -10,13 +10,16 @@ config.json's model_type. The weights are read in any layout the Hub has
 (weight_files): model.safetensors, its shards (model.safetensors.index.json),
 pytorch_model.bin or its shards (pytorch_model.bin.index.json), preferring
 safetensors; a .bin is read without torch and never unpickled
-(torch_pickle), and float16 / bfloat16 weights import as float32. OUT (a
-new directory) gets
+(torch_pickle), one tensor at a time (the checkpoint is never in memory
+beside its conversion). float16 / bfloat16 weights import as float32;
+--dtype=float16 / bfloat16 keeps (or casts) them to that dtype, --dtype=auto
+keeps the checkpoint's. OUT (a new directory) gets
 
   pretrained.json     {"format", "family", "model": TransformerConfig fields,
-                       "eos_id", "tokenizer": kind}
+                       "eos_id", "tokenizer": kind, "weights_dtype"}
   params.safetensors  our params, flat ("encoder/layers_0/attention/query/
-                      kernel"), float32
+                      kernel"), in weights_dtype (float32 by default), the
+                      dtype export_hf writes back unless told otherwise
   hf/                 DIR's files but the weights (config.json,
                       generation_config.json, tokenizer files), which
                       export_hf writes back
@@ -37,6 +40,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 from flax import traverse_util
 
@@ -131,15 +135,43 @@ def param_shapes(config: TransformerConfig) -> types.MappingProxyType:
   return types.MappingProxyType(hf_lib.flat_shapes(abstract_params(config)))
 
 
+# --dtype: what the imported params are stored as (and exported as).
+WEIGHTS_DTYPES = {"float32": np.dtype(np.float32),
+                  "float16": np.dtype(np.float16),
+                  "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+AUTO = "auto"  # the checkpoint's own floating-point dtype
+
+
+def weights_dtype(name: str, tensors: weight_files.LazyTensors) -> np.dtype:
+  """The dtype --dtype=`name` stores; "auto": the one the checkpoint holds."""
+  if name == AUTO:
+    stored = sorted(d.name for d in tensors.float_dtypes())
+    if len(stored) != 1 or stored[0] not in WEIGHTS_DTYPES:
+      raise PretrainedError(
+          f"--dtype=auto: the checkpoint holds {' and '.join(stored) or 'no'}"
+          " floating-point tensors; choose one with --dtype="
+          + "|".join(WEIGHTS_DTYPES))
+    name = stored[0]
+  if name not in WEIGHTS_DTYPES:
+    raise PretrainedError(f"--dtype={name} is not one of "
+                          f"{', '.join(WEIGHTS_DTYPES)}, {AUTO}")
+  return WEIGHTS_DTYPES[name]
+
+
 def convert(model_dir: str, dtype=np.float32):
   """(family module, config, params, eos_id) of a Hugging Face directory.
 
   Floating-point weights (float16, bfloat16, ...) become `dtype` (float32 by
-  default; None keeps the checkpoint's dtypes)."""
+  default; a WEIGHTS_DTYPES name or "auto"; None keeps each tensor's
+  dtype). The checkpoint is read one tensor at a time."""
   hf = config_json.read(model_dir)
   family = family_of(hf)
   weights = weight_files.find_weights(model_dir)
-  tensors = family_normalize(family, weights.read(dtype))
+  tensors = weights.open(None)
+  if isinstance(dtype, str):
+    dtype = weights_dtype(dtype, tensors)
+  tensors = family_normalize(family, weight_files.LazyTensors(tensors.refs,
+                                                              dtype))
   config = family.config_from_hf(hf, tensors)
   params = hf_lib.import_params(
       tensors, family.weight_table(config),
@@ -153,13 +185,17 @@ def family_normalize(family, tensors: dict) -> dict:
   return bart.strip_prefix(tensors) if family in (bart, marian) else tensors
 
 
-def import_hf(model_dir: str, out_dir: str, log=None) -> TransformerConfig:
+def import_hf(model_dir: str, out_dir: str, log=None,
+              dtype: str = "float32") -> TransformerConfig:
   """Writes `model_dir` (Hugging Face format) to `out_dir` (see the module
-  docstring); returns the model's config. Nothing is written on an error;
-  what a killed run left beside out_dir is removed (output_dir)."""
+  docstring), its params as `dtype` (a WEIGHTS_DTYPES name, or "auto");
+  returns the model's config. Nothing is written on an error; what a
+  killed run left beside out_dir is removed (output_dir)."""
   what = "the imported model"
   output_dir.check_new(out_dir, what)  # before anything is read
-  family, config, params, eos_id = convert(model_dir)
+  if dtype != AUTO:
+    weights_dtype(dtype, None)  # a bad name: before anything is read
+  family, config, params, eos_id = convert(model_dir, dtype)
   kind = tokenizer_kind(model_dir, family)
   check_tokenizer(model_dir, kind, config)
   log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -207,14 +243,19 @@ def check_tokenizer(model_dir: str, kind: str,
 
 def save(out_dir: str, family: str, config: TransformerConfig, params,
          eos_id: int, tokenizer: str) -> None:
-  """pretrained.json + params.safetensors (not the hf/ files)."""
+  """pretrained.json + params.safetensors (not the hf/ files); the params'
+  dtype (one for all) is recorded as weights_dtype."""
+  flat = {"/".join(k): np.asarray(v) for k, v in
+          traverse_util.flatten_dict(jax.device_get(params)).items()}
+  dtypes = sorted({v.dtype.name for v in flat.values()})
+  if len(dtypes) != 1 or dtypes[0] not in WEIGHTS_DTYPES:
+    raise ValueError(f"params of dtypes {dtypes}: one of "
+                     f"{', '.join(WEIGHTS_DTYPES)} expected")
   meta = {"format": FORMAT, "family": family,
           "model": hf_lib.model_fields(config), "eos_id": int(eos_id),
-          "tokenizer": tokenizer}
+          "tokenizer": tokenizer, "weights_dtype": dtypes[0]}
   with open(os.path.join(out_dir, "pretrained.json"), "w") as f:
     json.dump(meta, f, indent=1)
-  flat = {"/".join(k): np.asarray(v, np.float32) for k, v in
-          traverse_util.flatten_dict(jax.device_get(params)).items()}
   hf_lib.write_tensors(os.path.join(out_dir, "params.safetensors"), flat)
 
 
@@ -252,6 +293,10 @@ def read_meta(pretrained_dir: str) -> dict:
   if missing:
     raise PretrainedError(f"{path} lacks {missing[0]!r}; import the model "
                           "again into a new directory")
+  meta.setdefault("weights_dtype", "float32")  # imports before --dtype
+  if meta["weights_dtype"] not in WEIGHTS_DTYPES:
+    raise PretrainedError(f"{path}: weights_dtype {meta['weights_dtype']!r} "
+                          f"is not one of {', '.join(WEIGHTS_DTYPES)}")
   return meta
 
 
@@ -280,8 +325,8 @@ def not_an_import(path: str) -> str:
 
 
 def load(pretrained_dir: str) -> tuple[TransformerConfig, dict, dict]:
-  """(config, params (numpy float32, nested), pretrained.json) of an
-  import_hf directory."""
+  """(config, params (numpy, nested, in pretrained.json's weights_dtype),
+  pretrained.json) of an import_hf directory."""
   meta = read_meta(pretrained_dir)
   try:
     config = config_from_fields(meta["model"])
@@ -297,22 +342,44 @@ def load(pretrained_dir: str) -> tuple[TransformerConfig, dict, dict]:
   return config, params, meta
 
 
-USAGE = "usage: python -m encdec_jax.pretrained.import_hf HF_MODEL_DIR OUT_DIR"
+USAGE = ("usage: python -m encdec_jax.pretrained.import_hf HF_MODEL_DIR "
+         f"OUT_DIR [--dtype={'|'.join(WEIGHTS_DTYPES)}|{AUTO}]")
+
+
+def dtype_option(argv: list[str], default: str):
+  """(positional args, --dtype's value) of a command line; None if it has
+  another option."""
+  args, dtype, rest = [], default, list(argv[1:])
+  while rest:
+    arg = rest.pop(0)
+    if arg == "--dtype" and rest:
+      dtype = rest.pop(0)
+    elif arg.startswith("--dtype="):
+      dtype = arg.split("=", 1)[1]
+    elif arg.startswith("-"):
+      return None
+    else:
+      args.append(arg)
+  return args, dtype
 
 
 def main(argv: list[str]) -> int:
-  if len(argv) != 3 or any(a.startswith("-") for a in argv[1:]):
+  parsed = dtype_option(argv, "float32")
+  if parsed is None or len(parsed[0]) != 2:
     print(USAGE, file=sys.stderr)
     return 2
+  (model_dir, out_dir), dtype = parsed
+  argv = [argv[0], model_dir, out_dir]
   try:
-    config = import_hf(argv[1], argv[2])
+    config = import_hf(model_dir, out_dir, dtype=dtype)
   except (ImportError, ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   meta = read_meta(argv[2])
   print(f"imported {meta['family']} ({config.num_encoder_layers}+"
         f"{config.num_decoder_layers} layers, d_model {config.emb_dim}, "
-        f"vocab {config.vocab_size}) into {argv[2]}; fine-tune with "
+        f"vocab {config.vocab_size}, {meta['weights_dtype']}) into "
+        f"{argv[2]}; fine-tune with "
         f"--config.init_from={argv[2]}, export with python -m "
         f"encdec_jax.pretrained.export_hf {argv[2]} HF_OUT_DIR")
   return 0

@@ -20,6 +20,7 @@ lm_head) and model.{encoder,decoder}.embed_positions, which older files
 hold; they must equal the sinusoidal table computed here.
 """
 
+import ml_dtypes
 import numpy as np
 
 from encdec_jax.nn.config import TransformerConfig
@@ -79,11 +80,18 @@ def ignored(tensors: dict, cfg: TransformerConfig):
                     for s in ("encoder", "decoder"))
   table = marian_sinusoidal_table(cfg.max_len, cfg.emb_dim)
   for name in positions:
-    if name in tensors and not np.array_equal(tensors[name], table):
+    if name in tensors and not _is_table(tensors[name], table):
       raise hf_lib.PretrainedError(
           f"model.safetensors: {name} is not the sinusoidal table Marian "
           "computes; learned positions are not supported")
   return lambda name: name in tied or name in positions
+
+
+def _is_table(stored: np.ndarray, table: np.ndarray) -> bool:
+  """The table, or the table rounded as a float16 / bfloat16 file holds it
+  (read back as float32 or kept)."""
+  return any(np.array_equal(stored, table.astype(d).astype(stored.dtype))
+             for d in (np.float32, np.float16, ml_dtypes.bfloat16))
 
 
 def eos_id(hf: dict) -> int:

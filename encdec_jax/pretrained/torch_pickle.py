@@ -15,7 +15,9 @@ torch.FloatStorage, key, location, numel). This module does not hand the
 pickle to Python's unpickler at all: `_Machine` interprets the opcodes
 itself (the ~40 that protocols 2-5 use for data), and a GLOBAL opcode only
 matches the name it reads against ALLOWED; the match gives one of this
-module's functions, which build numpy arrays. Any other name (os.system,
+module's functions, which build LazyTensors (shape, dtype, where the data
+is; load() reads one, so a model is never in memory twice while it is
+converted: open_torch_bin). Any other name (os.system,
 builtins.exec, a model class, ...) is a one-line PretrainedError naming it,
 raised when the opcode is read: nothing in the file is ever imported or
 called. Opcodes that instantiate classes (NEWOBJ, INST, OBJ, EXT*) are
@@ -84,18 +86,46 @@ class _Function:
 
 
 class _Storage:
-  """A persistent-id storage: read from the archive when a tensor uses it."""
+  """A persistent-id storage: its zip member, read only when a tensor on it
+  is loaded (and not kept: each load reads what it needs)."""
 
   def __init__(self, reader: "_Archive", key: str, dtype: np.dtype,
                numel: int):
     self.reader, self.key, self.dtype, self.numel = reader, key, dtype, numel
-    self._array = None
-    self.lent = False  # a tensor is the whole array (later ones copy)
 
   def array(self) -> np.ndarray:
-    if self._array is None:
-      self._array = self.reader.storage(self.key, self.dtype, self.numel)
-    return self._array
+    return self.reader.storage(self.key, self.dtype, self.numel)
+
+
+class LazyTensor:
+  """A tensor of a .bin: its shape and dtype, read from the archive by
+  load() (a contiguous, writable copy of its own), one at a time."""
+
+  def __init__(self, storage: _Storage, offset: int, size: tuple,
+               stride: tuple):
+    self.storage, self.offset = storage, offset
+    self.shape, self.stride = size, stride
+    self.dtype = storage.dtype
+
+  def load(self) -> np.ndarray:
+    storage, size = self.storage, self.shape
+    try:
+      if math.prod(size) == 0:
+        return np.zeros(size, storage.dtype)
+      flat = storage.array()
+      if (self.offset == 0 and math.prod(size) == storage.numel
+          and _is_contiguous(size, self.stride)):
+        return flat.reshape(size)  # the common case: no copy
+      itemsize = flat.dtype.itemsize
+      view = np.lib.stride_tricks.as_strided(
+          flat[self.offset:], shape=size,
+          strides=tuple(s * itemsize for s in self.stride), writeable=False)
+      return np.array(view, order="C")
+    except _Damaged as e:
+      raise PretrainedError(f"{storage.reader.label}: {_line(e)}") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+      raise PretrainedError(f"{storage.reader.label}: a damaged zip archive "
+                            f"(truncated download?): {_line(e)}") from None
 
 
 def _ints(value, what: str) -> tuple:
@@ -115,9 +145,9 @@ def _is_contiguous(size: tuple, stride: tuple) -> bool:
   return True
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride) -> np.ndarray:
-  """numpy's view of torch's Tensor.set_(storage, offset, size, stride),
-  copied out (contiguous, writable)."""
+def _rebuild_tensor(storage, storage_offset, size, stride) -> LazyTensor:
+  """torch's Tensor.set_(storage, offset, size, stride), checked against the
+  storage's size, to be read later (LazyTensor.load)."""
   if not isinstance(storage, _Storage):
     raise _Damaged(f"a tensor's storage is {type(storage).__name__}")
   if not isinstance(storage_offset, int) or storage_offset < 0:
@@ -127,7 +157,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride) -> np.ndarray:
     raise _Damaged(f"a tensor has size {size} and stride {stride}")
   count = math.prod(size)  # Python ints: no overflow
   if count == 0:
-    return np.zeros(size, storage.dtype)
+    return LazyTensor(storage, 0, size, stride)
   last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
   if last >= storage.numel:
     raise _Damaged(f"a tensor of size {size}, stride {stride} at offset "
@@ -137,27 +167,18 @@ def _rebuild_tensor(storage, storage_offset, size, stride) -> np.ndarray:
     raise _Damaged(f"a tensor of size {size} repeats the elements of its "
                    f"storage {storage.key!r} (an expanded view), which is "
                    "not read")
-  flat = storage.array()
-  if (storage_offset == 0 and count == storage.numel and not storage.lent
-      and _is_contiguous(size, stride)):
-    storage.lent = True  # the common case: no copy
-    return flat.reshape(size)
-  itemsize = flat.dtype.itemsize
-  view = np.lib.stride_tricks.as_strided(
-      flat[storage_offset:], shape=size,
-      strides=tuple(s * itemsize for s in stride), writeable=False)
-  return np.array(view, order="C")
+  return LazyTensor(storage, storage_offset, size, stride)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
-                       backward_hooks, metadata=None) -> np.ndarray:
+                       backward_hooks, metadata=None) -> LazyTensor:
   del requires_grad, backward_hooks, metadata  # nothing to run or keep
   return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
-def _rebuild_parameter(data, requires_grad, backward_hooks) -> np.ndarray:
+def _rebuild_parameter(data, requires_grad, backward_hooks) -> LazyTensor:
   del requires_grad, backward_hooks
-  if not isinstance(data, np.ndarray):
+  if not isinstance(data, LazyTensor):
     raise _Damaged(f"a Parameter holds {type(data).__name__}, not a tensor")
   return data
 
@@ -517,8 +538,8 @@ del _code, _name
 class _Archive:
   """The zip archive of a torch >= 1.6 checkpoint."""
 
-  def __init__(self, zf: zipfile.ZipFile, label: str):
-    self.zf, self.label = zf, label
+  def __init__(self, path: str, zf: zipfile.ZipFile, label: str):
+    self.path, self.zf, self.label = path, zf, label
     pickles = [n for n in zf.namelist()
                if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
@@ -533,10 +554,10 @@ class _Archive:
         raise PretrainedError(f"{label}: byteorder {order!r} is unknown")
       self.big_endian = order == b"big"
 
-  def storage(self, key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-    name = f"{self.root}data/{key}"
+  def check_storage(self, key: str, dtype: np.dtype, numel: int) -> None:
+    """The member is there and long enough (while the pickle is read)."""
     try:
-      info = self.zf.getinfo(name)
+      info = self.zf.getinfo(f"{self.root}data/{key}")
     except KeyError:
       raise _Damaged(f"the pickle names storage {key!r}, which the archive "
                      "lacks") from None
@@ -544,10 +565,15 @@ class _Archive:
     if info.file_size < nbytes:
       raise _Damaged(f"storage {key!r} has {info.file_size} bytes, its "
                      f"{numel} {dtype.name} elements need {nbytes}")
+
+  def storage(self, key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+    """One storage, read from the file (opened for this read alone)."""
+    nbytes = numel * dtype.itemsize
     raw = np.empty(nbytes, np.uint8)  # writable, unlike bytes
-    with self.zf.open(info) as f:
-      if f.readinto(memoryview(raw)) != nbytes:
-        raise _Damaged(f"storage {key!r} ends early (truncated)")
+    with zipfile.ZipFile(self.path) as zf:
+      with zf.open(f"{self.root}data/{key}") as f:
+        if f.readinto(memoryview(raw)) != nbytes:
+          raise _Damaged(f"storage {key!r} ends early (truncated)")
     array = raw.view(dtype)
     if self.big_endian and dtype.itemsize > 1:  # (bfloat16 included)
       array = array.view(f"u{dtype.itemsize}").byteswap().view(dtype)
@@ -562,17 +588,20 @@ class _Archive:
       raise _Damaged(f"a storage of type {type(storage_type).__name__}")
     if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
       raise _Damaged(f"a storage id {str(pid)[:80]}")
-    return _Storage(self, key, storage_type.dtype_fn(), numel)
+    dtype = storage_type.dtype_fn()
+    self.check_storage(key, dtype, numel)
+    return _Storage(self, key, dtype, numel)
 
 
 def _line(e: Exception) -> str:
   return " ".join(str(e).splitlines())
 
 
-def read_torch_bin(path: str, label: str | None = None
-                   ) -> dict[str, np.ndarray]:
-  """The tensors of a torch >= 1.6 state dict file (pytorch_model.bin), in
-  their stored dtypes (bfloat16 as ml_dtypes.bfloat16). Errors are one-line
+def open_torch_bin(path: str, label: str | None = None
+                   ) -> dict[str, LazyTensor]:
+  """The tensors of a torch >= 1.6 state dict file (pytorch_model.bin) as
+  LazyTensors: the pickle is interpreted now (refused, or checked against
+  the archive), the data read by each tensor's load(). Errors are one-line
   PretrainedErrors starting with `label` (default: the file's name)."""
   label = label or os.path.basename(path)
   if not os.path.isfile(path):
@@ -592,7 +621,7 @@ def read_torch_bin(path: str, label: str | None = None
     raise PretrainedError(f"{label}: a damaged zip archive (truncated "
                           f"download?): {_line(e)}") from None
   with zf:
-    archive = _Archive(zf, label)
+    archive = _Archive(path, zf, label)
     try:
       data = zf.read(archive.root + "data.pkl")
       state = _Machine(data, archive.persistent_load).run()
@@ -602,7 +631,7 @@ def read_torch_bin(path: str, label: str | None = None
       for key, value in state.items():
         if not isinstance(key, str):
           raise _Damaged(f"a state dict key is a {type(key).__name__}")
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, LazyTensor):
           raise _Damaged(f"{key!r} is a {type(value).__name__}, not a "
                          "tensor")
     except _Refused as e:
@@ -617,6 +646,12 @@ def read_torch_bin(path: str, label: str | None = None
     except (TypeError, ValueError, RecursionError, MemoryError) as e:
       raise PretrainedError(f"{label}: a malformed pickle "
                             f"({type(e).__name__}: {_line(e)})") from None
+  archive.zf = None  # closed: loads open the file again
   return dict(state)
 
 
+def read_torch_bin(path: str, label: str | None = None
+                   ) -> dict[str, np.ndarray]:
+  """Every tensor of the file, read (open_torch_bin, then each load()), in
+  their stored dtypes (bfloat16 as ml_dtypes.bfloat16)."""
+  return {k: v.load() for k, v in open_torch_bin(path, label).items()}

@@ -8,16 +8,21 @@ gave it, as numpy arrays (no torch):
   pytorch_model.bin.index.json      .bin shards named by its weight_map
 
 The first of these that the directory holds is read (so safetensors wins
-where a repository has both). Floating-point tensors (float16, bfloat16,
-float64) become float32 unless the caller asks to keep the stored dtypes
-(`dtype=None`). Every problem (no weights, an index naming a missing shard,
+where a repository has both). Headers are read first; each tensor's data
+when it is looked up (WeightFiles.open: LazyTensors), so an import holds one
+checkpoint tensor at a time. Floating-point tensors (float16, bfloat16,
+float64) become float32 unless the caller asks for another dtype or to keep
+the stored ones (`dtype=None`). Every problem (no weights, an index naming a missing shard,
 a truncated file, a shard without a tensor its index puts there) is a
 one-line PretrainedError naming the file.
 """
 
+import collections.abc
 import dataclasses
 import os
+from typing import Callable
 
+import ml_dtypes
 import numpy as np
 
 from encdec_jax.pretrained import hf as hf_lib
@@ -52,17 +57,18 @@ class WeightFiles:
       return self.layout
     return f"{self.layout} ({len(self.files)} shards)"
 
-  def read(self, dtype=np.float32) -> dict[str, np.ndarray]:
-    """Every tensor. Floating-point ones are cast to `dtype` (float32 by
+  def open(self, dtype=np.float32) -> "LazyTensors":
+    """Every tensor, by name, read when looked up (LazyTensors): the files'
+    headers are read now, and the shards must agree with the index (each
+    tensor in the shard the index names, none left out, none twice).
+    Floating-point tensors are cast to `dtype` as they are read (float32 by
     default: float16 and bfloat16 checkpoints import as float32, exactly);
-    dtype=None keeps the stored dtypes (bfloat16 as ml_dtypes.bfloat16).
-    Shards are read and cast one at a time, and must agree with the index:
-    each tensor in the shard the index names, none left out, none twice."""
-    out = {}
-    where = {}  # tensor name -> the shard it was read from
+    dtype=None keeps the stored dtypes (bfloat16 as ml_dtypes.bfloat16)."""
+    refs = {}
+    where = {}  # tensor name -> the shard it is in
     for path in self.files:
       shard = os.path.basename(path)
-      tensors = cast_floats(read_file(path), dtype)
+      tensors = open_file(path)
       if self.weight_map is not None:
         for name in tensors:
           if name in where:
@@ -75,15 +81,55 @@ class WeightFiles:
                 + (f"puts in {listed}" if listed else "does not list")
                 + " (shards of another checkpoint?)")
           where[name] = shard
-      out.update(tensors)
+      refs.update(tensors)
     if self.weight_map is not None:
-      missing = sorted(set(self.weight_map) - set(out))
+      missing = sorted(set(self.weight_map) - set(refs))
       if missing:
         raise PretrainedError(
             f"{self.weight_map[missing[0]]} lacks {missing[0]!r}, which "
             f"{self.layout} puts there"
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    return out
+    return LazyTensors(refs, dtype)
+
+  def read(self, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Every tensor, read (open(dtype), all of it in memory)."""
+    return dict(self.open(dtype).items())
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorRef:
+  """A tensor in a file: its shape and stored dtype, and how to read it."""
+  shape: tuple
+  dtype: np.dtype
+  load: Callable[[], np.ndarray]
+
+
+class LazyTensors(collections.abc.Mapping):
+  """Tensor name -> numpy array, read from its file on each lookup and not
+  kept: an import converts one tensor at a time, so the checkpoint is never
+  in memory beside its conversion. Floating-point tensors come as `dtype`
+  (None: as stored)."""
+
+  def __init__(self, refs: dict[str, TensorRef], dtype=np.float32):
+    self.refs, self.dtype = refs, dtype
+
+  def __getitem__(self, name: str) -> np.ndarray:
+    return cast_float(self.refs[name].load(), self.dtype)
+
+  def __iter__(self):
+    return iter(self.refs)
+
+  def __len__(self) -> int:
+    return len(self.refs)
+
+  def renamed(self, rename: Callable[[str], str]) -> "LazyTensors":
+    return LazyTensors({rename(k): v for k, v in self.refs.items()},
+                       self.dtype)
+
+  def float_dtypes(self) -> set:
+    """The stored dtypes of the floating-point tensors."""
+    return {r.dtype for r in self.refs.values()
+            if r.dtype.name in FLOAT_DTYPES}
 
 
 def find_weights(model_dir: str) -> WeightFiles:
@@ -136,37 +182,86 @@ def _read_index(model_dir: str, layout: str) -> dict[str, str]:
   return weight_map
 
 
+# safetensors' dtype names (safe_open's get_dtype) as numpy dtypes.
+SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _safetensors_error(name: str, e: Exception) -> PretrainedError:
+  return PretrainedError(f"{name}: not a complete safetensors file "
+                         f"(truncated download?): {' '.join(str(e).split())}")
+
+
+def _safe_open(path: str):
+  try:  # optional ('.[pretrained]'), as in hf.read_tensors
+    from safetensors import safe_open
+  except ImportError:
+    hf_lib.read_tensors(path)  # raises the message that says what to install
+  return safe_open(path, framework="numpy")
+
+
+def _read_safetensor(path: str, name: str) -> np.ndarray:
+  """One tensor; the file is opened (mapped) for this read alone, so pages
+  of the other tensors never count in the process's memory."""
+  from safetensors import SafetensorError
+  try:
+    with _safe_open(path) as f:
+      return f.get_tensor(name)
+  except SafetensorError as e:
+    raise _safetensors_error(os.path.basename(path), e) from None
+
+
+def open_file(path: str) -> dict[str, TensorRef]:
+  """One weight file's tensors (.safetensors, or a .bin state dict) as
+  TensorRefs: headers read and checked now, data when loaded; errors name
+  the file."""
+  name = os.path.basename(path)
+  if not name.endswith(".safetensors"):
+    return {k: TensorRef(tuple(t.shape), np.dtype(t.dtype), t.load)
+            for k, t in torch_pickle.open_torch_bin(path, name).items()}
+  if not os.path.isfile(path):
+    raise PretrainedError(f"{name}: no such file ({path})")
+  from safetensors import SafetensorError
+  refs = {}
+  try:
+    with _safe_open(path) as f:
+      for key in f.keys():
+        info = f.get_slice(key)
+        stored = info.get_dtype()
+        if stored not in SAFETENSORS_DTYPES:
+          raise PretrainedError(f"{name}: {key!r} is of dtype {stored}, "
+                                "which is not read")
+        refs[key] = TensorRef(
+            tuple(info.get_shape()), np.dtype(SAFETENSORS_DTYPES[stored]),
+            lambda key=key: _read_safetensor(path, key))
+  except SafetensorError as e:
+    raise _safetensors_error(name, e) from None
+  return refs
+
+
 def read_file(path: str) -> dict[str, np.ndarray]:
   """One weight file (.safetensors, or a .bin state dict) in its stored
   dtypes; errors name the file."""
-  name = os.path.basename(path)
-  if name.endswith(".safetensors"):
-    if not os.path.isfile(path):
-      raise PretrainedError(f"{name}: no such file ({path})")
-    try:
-      from safetensors import SafetensorError
-    except ImportError:
-      return hf_lib.read_tensors(path)  # its message says what to install
-    try:
-      return hf_lib.read_tensors(path)
-    except SafetensorError as e:
-      raise PretrainedError(f"{name}: not a complete safetensors file "
-                            f"(truncated download?): "
-                            f"{' '.join(str(e).split())}") from None
-  return torch_pickle.read_torch_bin(path, name)
+  return {k: ref.load() for k, ref in open_file(path).items()}
 
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
+def cast_float(tensor: np.ndarray, dtype) -> np.ndarray:
+  """A floating-point tensor as `dtype` (integer and bool ones as they are);
+  dtype=None keeps it as stored."""
+  if (dtype is None or tensor.dtype.name not in FLOAT_DTYPES
+      or tensor.dtype == dtype):
+    return tensor
+  return tensor.astype(dtype)
+
+
 def cast_floats(tensors: dict[str, np.ndarray], dtype) -> dict:
-  """Floating-point tensors as `dtype` (integer and bool ones as they are);
-  dtype=None keeps every tensor as stored."""
-  if dtype is None:
-    return tensors
-  dtype = np.dtype(dtype)
-  return {k: (v.astype(dtype) if v.dtype.name in FLOAT_DTYPES
-              and v.dtype != dtype else v) for k, v in tensors.items()}
+  """cast_float of each tensor."""
+  return {k: cast_float(v, dtype) for k, v in tensors.items()}
 
 
 def read_weights(model_dir: str, dtype=np.float32) -> dict[str, np.ndarray]:
