@@ -49,7 +49,10 @@ def configure(config) -> None:
     raise FileNotFoundError(
         f"config.init_from={config.init_from} holds no checkpoint: train it "
         "first (its params are the starting point)")
-  hf_import.configure(_as_import(config))
+  # _as_import's new parent is unlocked, so its unlocked() would leave the
+  # shared config.model locked (main.py locks the config): unlock here.
+  with config.unlocked():
+    hf_import.configure(_as_import(config))
 
 
 def initial_params(config, target_params, encoder_spec=None, log=print):
