@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import safetensors.numpy
 from flax import traverse_util
 
 from encdec_jax import starts
@@ -83,6 +84,35 @@ def test_a_run_trains_packed_t5_and_writes_its_origin(pretrained):
   params = export_hf.latest_params(pretrained)
   assert params["decoder"]["logits_dense"]["kernel"].shape == (32, 400)
 
+
+
+def test_the_export_writes_the_directory_transformers_was_checked_on(
+    pretrained, tmp_path):
+  """tests/data/pretrained_tiny/hf (this run's config) holds logits
+  transformers recorded (tests/test_pretraining_reference.py): today's
+  export writes the same files, config and tensor names and shapes."""
+  recorded = os.path.join(os.path.dirname(__file__), "data",
+                          "pretrained_tiny", "hf")
+  out = str(tmp_path / "hf")
+  export_hf.export_hf(pretrained, out)
+  assert sorted(os.listdir(out)) == sorted(os.listdir(recorded))
+  for name in ("config.json", "generation_config.json",
+               "tokenizer_config.json"):
+    with open(os.path.join(out, name)) as f, open(
+        os.path.join(recorded, name)) as g:
+      assert json.load(f) == json.load(g), name
+  shapes = [{k: v.shape for k, v in safetensors.numpy.load_file(
+      os.path.join(d, "model.safetensors")).items()} for d in (out, recorded)]
+  assert shapes[0] == shapes[1]
+
+
+def test_a_locked_config_fine_tunes_from_the_workdir(pretrained):
+  """main.py locks the config: the start still fills in the architecture."""
+  config = t5_finetune.get_config("tiny")
+  config.init_from = pretrained
+  config.lock()
+  starts.get(config).configure(config)
+  assert config.model.emb_dim == TINY_MODEL["emb_dim"]
 
 def _stream(config, tokenizer, chunks_texts):
   objective = denoising_stream.make_objective(config.pretraining, tokenizer,
