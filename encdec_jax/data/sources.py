@@ -222,7 +222,7 @@ def _generated_keys(dataset: str, config) -> tuple[str, str]:
   return 'source', 'target'
 
 
-def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
+def _split_source(config, split: str) -> _TfdsPairs | _ListPairs:
   """The source for `split` ('train', 'validation', 'test') of `config`.
 
   Reads `config.dataset`:
@@ -255,3 +255,43 @@ def make_source(config, split: str) -> _TfdsPairs | _ListPairs:
                        *_generated_keys(dataset, config))
   return tfds_source(dataset, split, config.data_dir,
                      config.source_lang, config.target_lang)
+
+
+class _Head:
+  """The first n pairs of a source."""
+
+  def __init__(self, source, n: int):
+    self._source, self._n = source, n
+
+  def __len__(self) -> int:
+    return self._n
+
+  def __getitem__(self, index: int) -> dict[str, str]:
+    if not -self._n <= index < self._n:
+      raise IndexError(index)
+    return self._source[index % self._n]
+
+  def __getitems__(self, indices) -> list[dict[str, str]]:
+    return [self[int(i)] for i in indices] if any(
+        not 0 <= int(i) < self._n for i in indices) else (
+            self._source.__getitems__(indices))
+
+  def __repr__(self) -> str:
+    return f'_Head({self._source!r}, {self._n})'
+
+
+def make_source(config, split: str):
+  """The source for `split` of `config` (see `_split_source`), the train
+  split cut to its first config.num_train_examples pairs (-1 or absent:
+  all) as classification does: the same pairs on every run and resume, and
+  a smaller cut's pairs are part of a larger one's. A tokenizer trained by
+  the run reads the cut split too (experiments/pretrain_study.py gives its
+  runs the pretrained one)."""
+  source = _split_source(config, split)
+  n = config.get('num_train_examples', -1)
+  if split != 'train' or n == -1:
+    return source
+  if not 0 < n <= len(source):
+    raise DataError(f'config.num_train_examples={n} must be in [1, '
+                    f'{len(source)}] (the train split size) or -1 for all.')
+  return _Head(source, n)
