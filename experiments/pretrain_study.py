@@ -59,12 +59,12 @@ def get_config(arm: str = "pretrained") -> ml_collections.ConfigDict:
     c.model.update(run_fields)
   # Sized for a shared 2-core CPU: 12 runs of a few minutes, two at a time.
   c.batch_size = 32
-  c.learning_rate = 1e-3
+  c.learning_rate = 2e-3  # the main job's (number_translation.py)
   c.warmup_steps = 50
-  c.num_train_steps = 300
+  c.num_train_steps = 600
   c.log_every = 50
-  c.eval_every = 75  # the learning curves: 200 validation commands decoded
-  c.checkpoint_every = 300
+  c.eval_every = 150  # the learning curves: 200 validation commands decoded
+  c.checkpoint_every = 600
   c.num_eval_examples = 200
   c.num_decode_examples = 200
   c.bleu_tokenize = "13a"
