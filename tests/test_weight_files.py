@@ -451,3 +451,30 @@ def test_import_hf_reads_each_layout(tmp_path, t5_params, layout, dtype):
   _assert_same(_flat(loaded), expected)
   assert not any(name.endswith((".bin", ".safetensors", ".index.json"))
                  for name in os.listdir(os.path.join(out, "hf")))
+
+
+@pytest.mark.parametrize("layout", [weight_files.SAFETENSORS_INDEX,
+                                    weight_files.TORCH_BIN])
+def test_an_import_reads_tensors_one_at_a_time_when_converted(
+    tmp_path, monkeypatch, layout):
+  """Opening reads headers only; the import then reads each tensor when it
+  converts it (the untied check reads shared and lm_head once more)."""
+  model_dir = str(tmp_path / "m")
+  hf_dir_like(T5, model_dir)
+  write_layout(model_dir, _t5_tensors(), layout, n_shards=2)
+  reads = []
+  if layout == weight_files.TORCH_BIN:
+    storage = torch_pickle._Archive.storage
+    monkeypatch.setattr(torch_pickle._Archive, "storage",
+                        lambda self, key, *a: (reads.append(key),
+                                               storage(self, key, *a))[1])
+  else:
+    read = weight_files._read_safetensor
+    monkeypatch.setattr(weight_files, "_read_safetensor",
+                        lambda path, name: (reads.append(name),
+                                            read(path, name))[1])
+  lazy = weight_files.find_weights(model_dir).open()
+  assert len(lazy) == len(_t5_tensors()) and reads == []
+  import_hf.convert(model_dir)
+  assert len(reads) == len(lazy) + 2
+  assert len(set(reads)) == len(lazy)

@@ -116,6 +116,9 @@ class LazyTensors(collections.abc.Mapping):
   def __getitem__(self, name: str) -> np.ndarray:
     return cast_float(self.refs[name].load(), self.dtype)
 
+  def __contains__(self, name) -> bool:  # Mapping's would read the tensor
+    return name in self.refs
+
   def __iter__(self):
     return iter(self.refs)
 
