@@ -197,20 +197,23 @@ def _safetensors_error(name: str, e: Exception) -> PretrainedError:
                          f"(truncated download?): {' '.join(str(e).split())}")
 
 
-def _safe_open(path: str):
-  try:  # optional ('.[pretrained]'), as in hf.read_tensors
-    from safetensors import safe_open
+def _safetensors():
+  """(safe_open, SafetensorError); optional ('.[pretrained]'): without it
+  hf.read_tensors' message says what to install."""
+  try:
+    from safetensors import SafetensorError, safe_open
   except ImportError:
-    hf_lib.read_tensors(path)  # raises the message that says what to install
-  return safe_open(path, framework="numpy")
+    hf_lib.read_tensors("")  # raises MissingPackageError
+    raise
+  return safe_open, SafetensorError
 
 
 def _read_safetensor(path: str, name: str) -> np.ndarray:
   """One tensor; the file is opened (mapped) for this read alone, so pages
   of the other tensors never count in the process's memory."""
-  from safetensors import SafetensorError
+  safe_open, SafetensorError = _safetensors()
   try:
-    with _safe_open(path) as f:
+    with safe_open(path, framework="numpy") as f:
       return f.get_tensor(name)
   except SafetensorError as e:
     raise _safetensors_error(os.path.basename(path), e) from None
@@ -226,10 +229,10 @@ def open_file(path: str) -> dict[str, TensorRef]:
             for k, t in torch_pickle.open_torch_bin(path, name).items()}
   if not os.path.isfile(path):
     raise PretrainedError(f"{name}: no such file ({path})")
-  from safetensors import SafetensorError
+  safe_open, SafetensorError = _safetensors()
   refs = {}
   try:
-    with _safe_open(path) as f:
+    with safe_open(path, framework="numpy") as f:
       for key in f.keys():
         info = f.get_slice(key)
         stored = info.get_dtype()
