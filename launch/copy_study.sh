@@ -15,6 +15,7 @@
 # Edit nothing; set the environment instead:
 #   OUT=runs/copy ARMS="transformer_copy transformer" launch/copy_study.sh
 #   ARMS=... REPORT=0 launch/copy_study.sh   # runs only, no report
+#   EXTRA="--config.eval_every=1000" ...      # flags added to every run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/copy}
@@ -64,7 +65,7 @@ for arm in $ARMS; do
   read -r config flags <<< "${RUNS[$run]} "
   # shellcheck disable=SC2086  # the flags are words
   "$PY" -m encdec_jax.main --config="$config" --workdir="$OUT/$arm" $flags \
-    "${seed[@]}"
+    "${seed[@]}" ${EXTRA:-}
 done
 [ "${REPORT:-1}" = 0 ] && exit
 "$PY" -m encdec_jax.reports.copy --runs="$OUT"
