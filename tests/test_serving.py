@@ -151,13 +151,16 @@ def test_sampling_takes_the_seed_as_decode_does(run, served):
 def test_the_decode_settings_are_baked_in_as_decode_applies_them(
     run, tmp_path):
   """Hugging Face's num_beams picks the beam size; a token rule and a
-  shorter decoding length apply in every artifact, as in decode_lines."""
+  shorter decoding length apply in every artifact, and the sources are read
+  with the task prefix (not twice: '12' starts with it), as in
+  decode_lines."""
   files, workdir = run
   config = make_config(files)
   config.decode.update(num_beams=3, no_repeat_ngram_size=2,
-                       max_new_tokens=12)
+                       max_new_tokens=12, source_prefix="1")
   out = str(tmp_path / "served")
   manifest = serving_export.export_serving(config, workdir, out)
+  assert manifest["source_prefix"] == "1"
   beam = manifest["artifacts"]["beam"]
   assert (beam["beam_size"], beam["no_repeat_ngram_size"],
           beam["max_new_tokens"]) == (3, 2, 12)
@@ -288,6 +291,10 @@ def test_missing_or_damaged_files_are_refused(copy_of, tmp_path):
            "is incomplete")
   shutil.copy(os.path.join(tmp_path / "copy", "beam.jax_export"),
               os.path.join(copy_of, "greedy.jax_export"))
+  with open(os.path.join(copy_of, "tokenizer.model"), "wb") as f:
+    f.write(b"another vocabulary")
+  _refused(copy_of, r"tokenizer.model is not the tokenizer file that was "
+           r"exported \(its sha256 differs from serving.json's\)")
   with open(os.path.join(copy_of, "sample.jax_export"), "r+b") as f:
     f.truncate(100)
   shutil.copy(os.path.join(run_workdir(copy_of), "tokenizer.model"),

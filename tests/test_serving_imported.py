@@ -6,6 +6,7 @@ beam at batch sizes 1, 7 and 32 from one export per family."""
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -19,8 +20,6 @@ for _module in ("safetensors", "tokenizers"):
                       "install -e '.[pretrained]'")
 from encdec_jax.pretrained import import_hf  # noqa: E402
 
-# For now: being made cheap enough for the default run.
-pytestmark = pytest.mark.slow
 DATA = os.path.join(os.path.dirname(__file__), "data", "hf_tiny")
 # fixture -> (config.tokenizer, the files served, serving.json's ids).
 FAMILIES = {
@@ -60,8 +59,10 @@ def imported(request, tmp_path_factory, write_copy_pairs):
   return family, config, workdir, out
 
 
-def test_the_tokenizer_files_and_special_ids_are_the_models(imported):
-  family, _, _, out = imported
+def test_imported_model_serves_as_it_decodes(imported, monkeypatch):
+  """One test a family: under pytest-xdist each family's run is set up in
+  one worker only."""
+  family, config, workdir, out = imported
   with open(os.path.join(out, serving.MANIFEST)) as f:
     manifest = json.load(f)
   kind, files, ids = FAMILIES[family]
@@ -75,10 +76,13 @@ def test_the_tokenizer_files_and_special_ids_are_the_models(imported):
   # The model's generation_config.json, as --mode=decode applies it.
   assert manifest["artifacts"]["greedy"]["forced_eos_token_id"] == \
       ids["forced_eos"]
-
-
-def test_served_equals_decode_lines_at_batch_1_7_32(imported):
-  _, config, workdir, out = imported
+  if family == "bart":  # the one export that needs `tokenizers` to serve
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import fails
+    with pytest.raises(serving.ServingError, match="^this export's BART "
+                       "tokenizer needs the 'tokenizers' package: pip "
+                       "install tokenizers$"):
+      serving.load(out)
+    monkeypatch.undo()
   served = serving.load(out)
   for algorithm in ("greedy", "beam"):
     config.decode.algorithm = algorithm
@@ -87,3 +91,11 @@ def test_served_equals_decode_lines_at_batch_1_7_32(imported):
     for batch_size in (1, 7, 32):
       assert served.translate(LINES, algorithm, batch_size=batch_size) == \
           expected, (algorithm, batch_size)
+
+
+def test_a_tokenizer_it_cannot_serve_is_refused_at_export():
+  with pytest.raises(ValueError, match="^--mode=export_serving serves "
+                     "SentencePiece, byte, BART and Marian tokenizers; this "
+                     "run's is object: decode it in-process with "
+                     "--mode=decode.$"):
+    serving_export.tokenizer_files(object())
