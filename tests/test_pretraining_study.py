@@ -54,11 +54,13 @@ def test_both_arms_build_the_pretrained_architecture():
 
 def _finished(root, name, test_exact, curve):
   os.makedirs(root / name)
-  split = lambda exact: {"exact_match": exact, "bleu": exact / 2}
+  split = lambda exact: {"exact_match": exact, "bleu": exact / 2,
+                         "chrf": exact, "loss": 1 / exact}
   (root / name / "results.json").write_text(json.dumps(
       {"validation": split(test_exact + 10), "test": split(test_exact)}))
   (root / name / "metrics.jsonl").write_text("".join(
-      json.dumps({"split": "validation", "step": step, "exact_match": e})
+      json.dumps({"split": "validation", "step": step, "exact_match": e,
+                  "loss": 1 - e / 100})
       + "\n" for step, e in curve))
 
 
@@ -70,7 +72,8 @@ def test_the_report_tabulates_seeds_and_draws_the_figure(tmp_path):
   found = report.collect(str(tmp_path))
   assert sorted(found) == [("pretrained", 500), ("scratch", 500)]
   table = report.markdown(found)
-  assert "| 500 | pretrained | 2 | 45.0 ± 7.1 | 22.5 ± 3.5 | 55.0 ± 7.1" in table
-  assert "| pretrained, 500 pairs | 20.0 | 30.0 |" in table
+  assert ("| 500 | pretrained | 2 | 45.0 ± 7.1 | 22.5 ± 3.5 | 45.0 ± 7.1 | "
+          "0.022 ± 0.004 | 55.0 ± 7.1 | 0.018 ± 0.002 |") in table
+  assert "| pretrained, 500 pairs | 20.0 / 0.800 | 30.0 / 0.700 |" in table
   report.plot(found, str(tmp_path / "study.png"))
   assert os.path.getsize(tmp_path / "study.png") > 0
