@@ -163,3 +163,28 @@ def test_substitution_leaves_the_main_job_unchanged():
   assert all(value_substitution.substitute(
       p, i, stats=stats, probability=1.0, max_frequency=0.01, seed=0) == p
              for i, p in enumerate(pairs))
+
+
+def test_edge_report_averages_seeds_over_three_splits(tmp_path):
+  import json
+  from encdec_jax.reports import copy_edge
+  runs = {"copy": (99.0, 98.0, 10.0), "copy_seed1": (99.0, 96.0, 20.0),
+          "copy_both": (100.0, 99.0, 97.0)}
+  for name, (inside, outside, novel) in runs.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "config.json").write_text(
+        json.dumps({"dataset": "command_calls/default"}))
+    (tmp_path / name / "results.json").write_text(json.dumps(
+        {"validation": {"exact_match": inside},
+         "test": {"exact_match": outside}, "wall_time_s": 120.0}))
+    (tmp_path / name / "novel_prefix.json").write_text(
+        json.dumps({"exact_match": novel}))
+  (tmp_path / "en_de").mkdir()  # another dataset: not in this table
+  (tmp_path / "en_de" / "config.json").write_text(
+      json.dumps({"dataset": "number_translation/en_de"}))
+  (tmp_path / "en_de" / "results.json").write_text("{}")
+  arms = copy_edge.collect(str(tmp_path))
+  text = copy_edge.table(arms)
+  assert "| `copy` | 2 | 99.00 ± 0.00 | 97.00 ± 1.41 | 15.00 ± 7.07 | 2.0 |" \
+      in text
+  assert "| `copy_both` | 1 | 100.00 | 99.00 | 97.00 | 2.0 |" in text

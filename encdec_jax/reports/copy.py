@@ -47,6 +47,10 @@ def describe(config: dict) -> str:
   parts = [family, config.get("tokenizer", "sentencepiece")]
   if model.get("copy"):
     parts.append("copy")
+  if config.get("copy_supervision"):
+    parts.append(f"supervised copy {config['copy_supervision']}")
+  if config.get("substitute_values"):
+    parts.append(f"value substitution {config['substitute_values']}")
   if model.get("relative_position_buckets"):
     parts.append("relative positions")
   if model.get("dropout_rate", 0) >= 0.2 or config["label_smoothing"] > 0.1:
