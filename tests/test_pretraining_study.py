@@ -5,6 +5,7 @@ architecture; the report reads finished runs into its table and figure."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from encdec_jax.data import sources
@@ -77,3 +78,14 @@ def test_the_report_tabulates_seeds_and_draws_the_figure(tmp_path):
   assert "| pretrained, 500 pairs | 20.0 / 0.800 | 30.0 / 0.700 |" in table
   report.plot(found, str(tmp_path / "study.png"))
   assert os.path.getsize(tmp_path / "study.png") > 0
+
+
+def test_target_tokens_are_scored_by_whether_the_source_has_them():
+  inputs_BxS = np.asarray([[5, 6, 7, 0], [8, 9, 0, 0]])
+  targets_BxT = np.asarray([[5, 3, 7, 1], [9, 4, 1, 0]])
+  right_BxT = np.asarray([[1, 1, 0, 1], [1, 0, 1, 1]], bool)
+  real_BxT = targets_BxT > 0
+  # found in the source: 5 (right), 7 (wrong), 9 (right); others: 3, 1, 4, 1.
+  hits, counts = report.copied_hits(inputs_BxS, targets_BxT, right_BxT,
+                                    real_BxT)
+  assert hits.tolist() == [2, 3] and counts.tolist() == [3, 4]

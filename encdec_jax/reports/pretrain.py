@@ -14,14 +14,22 @@ the learning curves, validation exact match and loss at each evaluation
 (reports/curves.py reads metrics.jsonl), mean over seeds. Writes
 `pretrain_study.png`: test exact match and chrF against the number of
 training pairs, and the validation loss against the step.
+
+With --copied_tokens=N, also the first N test commands teacher-forced
+through each run's latest checkpoint: the token accuracy on the target
+tokens that occur in the source (the copied values, mostly) and on the
+others (the call's fixed words), mean over seeds: where an arm loses.
 """
 
 import collections
 import os
 
 from absl import app, flags
+import jax
 import numpy as np
 
+from encdec_jax.data import pipeline
+from encdec_jax.models.contract import shift_right
 from encdec_jax.reports import common, curves
 
 ARMS = ("pretrained", "scratch")
@@ -32,19 +40,23 @@ COLUMNS = (("test", "test exact match (%)", "exact_match"),
            ("test", "test loss", "loss"),
            ("validation", "validation exact match (%)", "exact_match"),
            ("validation", "validation loss", "loss"))
+COPIED_TOKENS = flags.DEFINE_integer(
+    "copied_tokens", 0, "Test commands to split token accuracy on (copied "
+    "from the source or not); 0: skip.")
 flags.adopt_module_key_flags(common)
 
 
 def collect(root: str) -> dict:
   """{(arm, pairs): [{"results": results.json, "curve": [validation rows
-  of metrics.jsonl]} of each seed]} of the finished runs."""
+  of metrics.jsonl], "workdir": path} of each seed]} of the finished
+  runs."""
   found = collections.defaultdict(list)
   for match, results in common.finished_runs(root, RUN_NAME):
     name = os.path.join(root, match.group(0))
     curve = [r for r in curves.read_metrics(name)
              if r["split"] == "validation" and "exact_match" in r]
     found[(match["arm"], int(match["pairs"]))].append(
-        {"results": results, "curve": curve})
+        {"results": results, "curve": curve, "workdir": name})
   return dict(found)
 
 
@@ -118,6 +130,52 @@ def plot(found: dict, path: str) -> None:
   common.save(fig, path)
 
 
+def copied_hits(inputs_BxS, targets_BxT, right_BxT, real_BxT):
+  """[hits, counts] of the real target tokens found in their row's source,
+  then of the others."""
+  hits, counts = np.zeros(2), np.zeros(2)
+  for inputs_S, targets_T, right_T, real_T in zip(inputs_BxS, targets_BxT,
+                                                  right_BxT, real_BxT):
+    copied_T = np.isin(targets_T, inputs_S)
+    for k, group_T in enumerate((copied_T & real_T, ~copied_T & real_T)):
+      hits[k] += right_T[group_T].sum()
+      counts[k] += group_T.sum()
+  return np.stack([hits, counts])
+
+
+def copied_token_accuracy(workdir: str, num_examples: int):
+  """(accuracy on target tokens found in the source, on the other target
+  tokens), teacher-forced, over the first test examples."""
+  config, exp, params = common.restore(workdir)
+  apply = jax.jit(lambda p, inputs, targets_in: exp.model.apply(
+      {"params": p}, inputs, targets_in, deterministic=True))
+  totals = np.zeros((2, 2))
+  for batch in pipeline.eval_batches(exp.sources["test"], exp.tokenizer,
+                                     config, config.eval_batch_size,
+                                     num_examples):
+    targets_BxT = np.asarray(batch["targets"])
+    logits_BxTxV = apply(params, batch["inputs"], shift_right(targets_BxT))
+    totals += copied_hits(
+        np.asarray(batch["inputs"]), targets_BxT,
+        np.asarray(logits_BxTxV.argmax(-1)) == targets_BxT,
+        (targets_BxT > 0) & (batch["example_weight"][:, None] > 0))
+  hits, counts = totals
+  return tuple(100.0 * hits / np.maximum(counts, 1))
+
+
+def copied_token_table(found: dict, num_examples: int) -> str:
+  rows = []
+  for (arm, pairs), runs in sorted(found.items(), key=lambda kv: kv[0][::-1]):
+    accuracies = np.mean([copied_token_accuracy(run["workdir"], num_examples)
+                          for run in runs], axis=0)
+    rows.append([f"{pairs:,}", arm, len(runs),
+                 *(f"{a:.1f}" for a in accuracies)])
+  return (f"Token accuracy (%) on the first {num_examples} test commands, "
+          "teacher-forced, mean over seeds:\n\n" + common.markdown_table(
+              ["training pairs", "arm", "seeds", "tokens found in the source",
+               "other tokens"], rows))
+
+
 def report(root: str, out: str) -> None:
   common.report_study(root, os.path.join(out, "pretrain_study.png"), collect,
                       markdown, plot, "<arm>_<pairs>_seed<n>")
@@ -126,6 +184,9 @@ def report(root: str, out: str) -> None:
 def main(argv) -> None:
   common.start(argv)
   report(common.RUNS.value, common.out_dir())
+  if COPIED_TOKENS.value:
+    print("\n" + copied_token_table(collect(common.RUNS.value),
+                                     COPIED_TOKENS.value))
 
 
 if __name__ == "__main__":
