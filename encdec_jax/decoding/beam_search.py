@@ -50,6 +50,7 @@ from encdec_jax.decoding.loop import PAD_ID, TokensToLogits
 
 
 SCORINGS = ("gnmt", "hf")
+BUCKETS = 8  # with length_axes: reorder the filled positions in 8ths
 EARLY_STOPPING = (False, True, "never")
 
 
@@ -131,6 +132,59 @@ def gather_beams(tree: Any, beam_indices_BxK: jax.Array,
                    batch_axes)
 
 
+def cache_length_axes(make_cache, max_len: int) -> Any:
+  """The axis of each cache leaf that grows with the decoding length (the
+  self-attention keys/values); None for the others (cross-attention,
+  indices), found by comparing the shapes of caches for max_len - 1 and
+  max_len positions. `make_cache(max_len)` builds the cache (e.g. a partial of
+  models.contract.init_cache); only shapes are computed."""
+  short, longer = (jax.eval_shape(lambda n=n: make_cache(n))
+                   for n in (max_len - 1, max_len))
+
+  def length_axis(a, b):
+    differ = [i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
+    return differ[0] if len(differ) == 1 else None
+
+  return jax.tree.map(length_axis, short, longer)
+
+
+def gather_filled_beams(tree: Any, beam_indices_BxK: jax.Array,
+                        batch_axes: Any, length_axes: Any, filled: jax.Array,
+                        max_len: int, buckets: int = 8) -> Any:
+  """gather_beams of the positions written so far only: a leaf with a
+  length axis has its first `filled` positions (rounded up to a multiple of
+  max_len / buckets) reordered and the rest left as they are. Exact for a
+  causal cache: a position past `filled` is written at its own step, before
+  any query reads it."""
+  batch_size, beam_size = beam_indices_BxK.shape
+  rows_N = (jnp.arange(batch_size)[:, None] * beam_size
+            + beam_indices_BxK).reshape(-1)
+  chunk = -(-max_len // buckets)
+  sizes = sorted({min(max_len, chunk * (i + 1)) for i in range(buckets)})
+  flat, treedef = jax.tree.flatten(tree)
+  rows_axes = jax.tree.leaves(_rows_axes(tree, batch_axes),
+                              is_leaf=lambda a: a is None)
+  len_axes = jax.tree.leaves(length_axes, is_leaf=lambda a: a is None)
+
+  def reorder(n, leaves):
+    out = []
+    for x, axis, length_axis in zip(leaves, rows_axes, len_axes):
+      if axis is None:
+        out.append(x)
+      elif length_axis is None or n >= x.shape[length_axis]:
+        out.append(jnp.take(x, rows_N, axis=axis))
+      else:
+        part = jnp.take(lax.slice_in_dim(x, 0, n, axis=length_axis), rows_N,
+                        axis=axis)
+        out.append(lax.dynamic_update_slice_in_dim(x, part, 0, length_axis))
+    return out
+
+  branches = [lambda leaves, n=n: reorder(n, leaves) for n in sizes]
+  index = jnp.searchsorted(jnp.array(sizes), filled)
+  return jax.tree.unflatten(treedef, lax.switch(
+      jnp.minimum(index, len(sizes) - 1), branches, flat))
+
+
 def _take(x_BxC, indices_BxK):
   """x[b, indices[b, k]] along axis 1, any trailing dims."""
   indices = indices_BxK.reshape(indices_BxK.shape + (1,) * (x_BxC.ndim - 2))
@@ -153,7 +207,8 @@ class _BeamState:
 def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
                 beam_size: int, max_len: int, eos_id: int, *,
                 length_penalty: float = 0.6, start_id: int = PAD_ID,
-                batch_axes: Any = None, scoring: str = "gnmt",
+                batch_axes: Any = None, length_axes: Any = None,
+                scoring: str = "gnmt",
                 early_stopping: bool | str = False,
                 rules: Any = None) -> tuple[jax.Array, jax.Array]:
   """The beam_size best hypotheses per row: (tokens_BxKxT, scores_BxK).
@@ -165,6 +220,9 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
   cache's structure with an int or None per leaf) says otherwise: a
   scan_layers model's cache is layers first, and reordering its axis 0 would
   shuffle layers (models.contract.cache_batch_axes gives its axes).
+  `length_axes` (cache_length_axes: the self-attention caches' position
+  axis, None elsewhere) makes each step reorder only the positions written
+  so far, in eighths of max_len (same tokens and scores, less copying).
   length_penalty is alpha of gnmt_length_penalty (scoring="gnmt"), or the
   exponent of HF's length ** length_penalty (scoring="hf", with HF's
   early_stopping); see the module docstring for the scores. `rules`: a
@@ -182,6 +240,12 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
   penalty = lambda length: (hf_length_penalty if hf else gnmt_length_penalty)(
       length, length_penalty)
   shape_BxK = (batch_size, beam_size)
+
+  def reorder_cache(cache, parents_BxK, filled):
+    if length_axes is None:
+      return gather_beams(cache, parents_BxK, batch_axes)
+    return gather_filled_beams(cache, parents_BxK, batch_axes, length_axes,
+                               filled, max_len, BUCKETS)
 
   def hf_not_done(state: _BeamState) -> jax.Array:
     all_full = jnp.all(state.finished_BxK) & (early_stopping is True)
@@ -261,8 +325,8 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, batch_size: int,
         live_logprobs_BxK=live_logprobs_BxK,
         finished_tokens_BxKxT=finished_tokens_BxKxT,
         finished_scores_BxK=finished_scores_BxK, finished_BxK=finished_BxK,
-        cache=gather_beams(cache, _take(parents_BxC, picked_BxK),
-                           batch_axes),
+        cache=reorder_cache(cache, _take(parents_BxC, picked_BxK),
+                            state.step + 1),
         done_B=state.done_B)
     if hf:
       new_state = new_state.replace(done_B=hf_done(new_state))
