@@ -39,8 +39,8 @@ def test_copy_supervision_of_a_tiny_case():
   pointer_BxTxS = jnp.array([[[0.1, 0.2, 0.3, 0.4, 0.0]] * 4])
   p_gen_BxT = jnp.array([[0.2, 0.5, 0.5, 0.5]])
   weights_BxT = jnp.array([[1.0, 1.0, 1.0, 0.0]])
-  sums = losses.copy_supervision_sums(pointer_BxTxS, p_gen_BxT, inputs_BxS,
-                                      targets_BxT, weights_BxT)
+  sums = jax.jit(losses.copy_supervision_sums)(
+      pointer_BxTxS, p_gen_BxT, inputs_BxS, targets_BxT, weights_BxT)
   np.testing.assert_allclose(sums["copy_loss"],
                              -np.log(0.5) - np.log(0.8), rtol=1e-6)
   assert float(sums["copy_tokens"]) == 1.0
