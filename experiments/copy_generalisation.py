@@ -31,6 +31,11 @@ copy_layer (-1) and copy_heads (1), so the remedies are overrides:
   ... --config.model.position_embedding=none \
       --config.model.relative_position_buckets=32
   python -m encdec_jax.reports.copy --runs=runs/copy --out=docs/figures
+  # Values past the edge (the test_novel_prefix split, docs/copy.md):
+  # value substitution, supervised copy (each with copy), both:
+  ... --config.model.copy=true --config.substitute_values=0.5
+  ... --config.model.copy=true --config.copy_supervision=1.0
+  python -m encdec_jax.reports.copy_edge --runs=runs/copy --out=docs/figures
 
 launch/copy_study.sh runs them all (docs/copy.md, "Copying values never seen in
 training", has the whole table). Result (2026-11-29, 2-core CPUs,
