@@ -12,9 +12,9 @@ where a repository has both). Headers are read first; each tensor's data
 when it is looked up (WeightFiles.open: LazyTensors), so an import holds one
 checkpoint tensor at a time. Floating-point tensors (float16, bfloat16,
 float64) become float32 unless the caller asks for another dtype or to keep
-the stored ones (`dtype=None`). Every problem (no weights, an index naming a missing shard,
-a truncated file, a shard without a tensor its index puts there) is a
-one-line PretrainedError naming the file.
+the stored ones (`dtype=None`). Every problem (no weights, an index naming
+a missing shard, a truncated file, a shard without a tensor its index puts
+there) is a one-line PretrainedError naming the file.
 """
 
 import collections.abc
