@@ -26,6 +26,7 @@ from encdec_jax.nn import precision
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.models.contract import (cache_batch_axes, init_cache,
                                        make_tokens_to_logits)
+from encdec_jax.decoding.beam_search import cache_length_axes
 from encdec_jax.decoding.cross_cache import precompute_cross_attention
 from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups, trainer
@@ -101,9 +102,13 @@ def decode_fn(config, model, beams: int):
         cache_batch_axes(model, max_len, source_len))
     tokens_to_logits = make_tokens_to_logits(
         model, params, decoding.expand_to_beams(encoded, beams))
+    # Each step reorders only the self-attention positions written so far.
+    length_axes = cache_length_axes(
+        lambda n: init_cache(model, batch * beams, n, source_len), max_len)
     tokens_BxKxT, _ = decoding.beam_search(tokens_to_logits, cache, batch,
                                            beams, max_len, NEVER,
-                                           batch_axes=batch_axes)
+                                           batch_axes=batch_axes,
+                                           length_axes=length_axes)
     return tokens_BxKxT[:, 0]
 
   inputs = [b["inputs"] for b in base_small.batches()]
