@@ -109,13 +109,18 @@ def train_step(state: TrainState, batch, rng, *, loss_fn, tx, plan,
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   grads = traverse_util.unflatten_dict(
       {**{k: jnp.zeros_like(v) for k, v in frozen.items()}, **flat_grads})
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  updated = traverse_util.flatten_dict(
-      optax.apply_updates(state.params, updates))
-  params = traverse_util.unflatten_dict({**updated, **frozen})
-  keep_finite = lambda new, old: jnp.where(finite, new, old)
-  params = jax.tree.map(keep_finite, params, state.params)
-  opt_state = jax.tree.map(keep_finite, opt_state, state.opt_state)
+
+  def update(args):
+    grads, opt_state, params = args
+    updates, opt_state = tx.update(grads, opt_state, params)
+    updated = traverse_util.flatten_dict(optax.apply_updates(params, updates))
+    return traverse_util.unflatten_dict({**updated, **frozen}), opt_state
+
+  # A cond, not a select of new and old: the update then runs in place in
+  # the donated buffers (a select kept ~2 more params-sized temporaries).
+  params, opt_state = jax.lax.cond(
+      finite, update, lambda args: (args[2], args[1]),
+      (grads, state.opt_state, state.params))
   sums = jax.tree.map(lambda x: jnp.where(finite, x, 0), sums)  # no NaN logs
   metrics = dict(sums, grad_norm=grad_norm,
                  overlong=jnp.sum(batch["overlong"]),
