@@ -46,4 +46,4 @@ for seed in $SEEDS; do
   done
 done
 wait
-"$PY" -m encdec_jax.reports.pretrain --runs="$OUT"
+"$PY" -m encdec_jax.reports.pretrain --runs="$OUT" --copied_tokens=200
