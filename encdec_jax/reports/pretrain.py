@@ -12,8 +12,9 @@ test split (command_calls: every value out of the training range, all
 the first 200), mean ± sample standard deviation over seeds (ddof=1); then
 the learning curves, validation exact match and loss at each evaluation
 (reports/curves.py reads metrics.jsonl), mean over seeds. Writes
-`pretrain_study.png`: test exact match and chrF against the number of
-training pairs, and the validation loss against the step.
+`pretrain_study.png`: test BLEU and chrF against the number of training
+pairs (exact match, often 0 in a short run, is in the table), and the
+validation loss against the step.
 
 With --copied_tokens=N, also the first N test commands teacher-forced
 through each run's latest checkpoint: the token accuracy on the target
@@ -107,7 +108,7 @@ def plot(found: dict, path: str) -> None:
   styles = dict(zip(sorted({n for _, n in found}), (":", "--", "-")))
   for arm in ARMS:
     pairs = sorted(n for a, n in found if a == arm)
-    for ax, key in zip(axes, ("exact_match", "chrf")):
+    for ax, key in zip(axes, ("bleu", "chrf")):
       values = [[r["results"]["test"][key] for r in found[(arm, n)]]
                 for n in pairs]
       ax.errorbar(pairs, [np.mean(v) for v in values],
@@ -117,7 +118,7 @@ def plot(found: dict, path: str) -> None:
       axes[2].plot(*_mean_curve(found[(arm, n)], "loss"), marker=".",
                    color=colors[arm], linestyle=styles.get(n, "-"),
                    label=f"{arm}, {n:,} pairs")
-  for ax, what in zip(axes, ("exact match (%)", "chrF")):
+  for ax, what in zip(axes, ("BLEU", "chrF")):
     ax.set_xscale("log", base=10)
     ax.set(xlabel="training pairs (command_calls)",
            ylabel=f"test {what}, out of range",
