@@ -26,6 +26,7 @@
 #   LATENCY=0       1 adds batch-1 latency and speculative decoding (HF and
 #                   ours, +4 min), tabled apart in $OUT/latency/report.md
 #   OUT=runs/bench  THREADS=2  QUIET_TIMEOUT=120 (wait_quiet.py per run)
+#   STEPS=10 WARMUP=3  base-small timed/untimed steps (T5-large: 3 and 1)
 #   LOCK=/tmp/team/bigmem.lock  the T5-large units (4-14 GiB each) run
 #                               under flock on it, when the file exists
 set -euo pipefail
@@ -41,6 +42,8 @@ LARGE=${LARGE:-1}
 LARGE_DTYPES=${LARGE_DTYPES:-float32}
 LATENCY=${LATENCY:-0}
 THREADS=${THREADS:-2}
+STEPS=${STEPS:-10}
+WARMUP=${WARMUP:-3}
 QUIET_TIMEOUT=${QUIET_TIMEOUT:-120}
 LOCK=${LOCK:-/tmp/team/bigmem.lock}
 PY=${PY:-.venv/bin/python}
@@ -82,14 +85,16 @@ for precision in $PRECISIONS; do  # 1. base-small
   for peer in $TRAIN_PEERS; do
     quiet; note "$peer train $precision"
     "$TPY" "$PEERS_DIR/$peer.py" --unit train --config base-small \
-        --threads "$THREADS" --autocast "$ac" --out "$PEERS_OUT" \
+        --threads "$THREADS" --steps "$STEPS" --warmup "$WARMUP" \
+        --autocast "$ac" --out "$PEERS_OUT" \
         || echo "!! $peer train $precision failed" >&2
   done
   for peer in $DECODE_PEERS; do
     for unit in decode_greedy decode_beam4; do
       quiet; note "$peer $unit $precision"
       "$TPY" "$PEERS_DIR/$peer.py" --unit "$unit" --config base-small \
-          --threads "$THREADS" --autocast "$ac" --out "$PEERS_OUT" \
+          --threads "$THREADS" --steps "$STEPS" --warmup "$WARMUP" \
+          --autocast "$ac" --out "$PEERS_OUT" \
           || echo "!! $peer $unit $precision failed" >&2
     done
   done
@@ -97,7 +102,7 @@ for precision in $PRECISIONS; do  # 1. base-small
   peak_flag=()  # float32 MFU against the peers' torch peak; bf16: its own
   [ "$precision" = float32 ] && peak_flag=(--peak_gflops="$peak")
   "$PY" -m encdec_jax.bench --unit=all --dtype="$precision" \
-      "${peak_flag[@]}" --out="$OURS_OUT"
+      --steps="$STEPS" --warmup="$WARMUP" "${peak_flag[@]}" --out="$OURS_OUT"
 done
 
 if [ -n "$VARLEN_PEERS" ]; then  # 2. packed vs length-grouped
