@@ -107,6 +107,12 @@ def test_value_substitution_redraws_shared_values_alike_on_both_sides():
   assert outs == [substitute(PAIR, i) for i in range(50)]
   assert outs != [substitute(PAIR, i, seed=1) for i in range(50)]
   assert substitute(PAIR, 3, probability=0.0) == PAIR
+  # Values inside punctuation (a call syntax) are words too.
+  out = substitute({"source": "Send 3,120 dollars to Mepa.",
+                    "target": "pay(to=Mepa, amount=3,120)"}, 1)
+  name, number = out["source"].split()[4][:-1], out["source"].split()[1]
+  assert out["target"] == f"pay(to={name}, amount={number})"
+  assert number != "3,120" and "," in number and name[0].isupper()
   # A value written with capitals keeps its case class.
   out = substitute({"source": "send it to Mepa", "target": "pay Mepa"}, 0)
   assert out["source"].split()[-1][0].isupper()

@@ -11,10 +11,12 @@ unpredictable, so the model can only copy them:
   "send 3120 dollars to mepa" -> "pay | to mepa | amount 3120"
   "send 907315 dollars to tinoveka" -> "pay | to tinoveka | amount 907315"
 
-What a value is (no task-specific rule, so it works on any TSV): a
-whitespace-separated word found verbatim in both the source and the target
-that holds a digit, or that is rare in the training sources (in at most
-`max_frequency` of them: names and codes, not the template's words). Each
+What a value is (no task-specific rule, so it works on any TSV): a word
+(a run of letters and digits, joined by inner ":", ".", ",", "/", "-" or
+"'": "14:18", "3,120", "A-113"; punctuation around it is not part of it)
+found verbatim in both the source and the target that holds a digit, or
+that is rare in the training sources (in at most `max_frequency` of them:
+names and codes, not the template's words). Each
 run of digits, lower-case or upper-case letters is redrawn with a length
 from 1 to 2 more than its own (so longer values than training's are seen)
 from the characters of that class in the training text (so every tokenizer
@@ -35,7 +37,8 @@ import numpy as np
 
 # Character classes a value's characters are redrawn within.
 CLASSES = (str.isdigit, str.islower, str.isupper)
-_WORDS = re.compile(r"(\s+)")
+# A word: letters and digits, with inner joiners ("14:18", "A-113").
+WORD = re.compile(r"[^\W_]+(?:[:.,/\-'][^\W_]+)*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +54,16 @@ def corpus_stats(examples: Iterable[dict]) -> CorpusStats:
   counts, chars, n = collections.Counter(), set(), 0
   for example in examples:
     n += 1
-    counts.update(set(example["source"].split()))
+    counts.update(set(words(example["source"])))
     chars.update(example["source"], example["target"])
   return CorpusStats(
       word_frequency={w: c / max(n, 1) for w, c in counts.items()},
       alphabets=tuple("".join(sorted(c for c in chars if is_class(c)))
                       for is_class in CLASSES))
+
+
+def words(text: str) -> list[str]:
+  return WORD.findall(text)
 
 
 def is_value(word: str, stats: CorpusStats, max_frequency: float) -> bool:
@@ -94,9 +101,8 @@ def new_value(word: str, stats: CorpusStats, max_frequency: float,
 
 
 def replace_words(text: str, mapping: dict) -> str:
-  """`text` with each whitespace-separated word in `mapping` replaced
-  (whitespace kept)."""
-  return "".join(mapping.get(part, part) for part in _WORDS.split(text))
+  """`text` with each word (WORD) in `mapping` replaced; the rest kept."""
+  return WORD.sub(lambda m: mapping.get(m.group(0), m.group(0)), text)
 
 
 def substitute(example: dict, index: int, *, stats: CorpusStats,
@@ -106,7 +112,7 @@ def substitute(example: dict, index: int, *, stats: CorpusStats,
   rng = np.random.default_rng([seed, index, 0x5B])
   if rng.random() >= probability:
     return example
-  shared = set(example["source"].split()) & set(example["target"].split())
+  shared = set(words(example["source"])) & set(words(example["target"]))
   values = sorted(w for w in shared if is_value(w, stats, max_frequency))
   if not values:
     return example
