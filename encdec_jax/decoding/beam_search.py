@@ -137,7 +137,10 @@ def cache_length_axes(make_cache, max_len: int) -> Any:
   self-attention keys/values); None for the others (cross-attention,
   indices), found by comparing the shapes of caches for max_len - 1 and
   max_len positions. `make_cache(max_len)` builds the cache (e.g. a partial of
-  models.contract.init_cache); only shapes are computed."""
+  models.contract.init_cache); only shapes are computed. None where no leaf
+  has one (an RNN's state) or max_len < 2: beam_search then gathers all."""
+  if max_len < 2:
+    return None
   short, longer = (jax.eval_shape(lambda n=n: make_cache(n))
                    for n in (max_len - 1, max_len))
 
@@ -145,7 +148,10 @@ def cache_length_axes(make_cache, max_len: int) -> Any:
     differ = [i for i, (x, y) in enumerate(zip(a.shape, b.shape)) if x != y]
     return differ[0] if len(differ) == 1 else None
 
-  return jax.tree.map(length_axis, short, longer)
+  axes = jax.tree.map(length_axis, short, longer)
+  if all(a is None for a in jax.tree.leaves(axes, is_leaf=lambda a: a is None)):
+    return None
+  return axes
 
 
 def gather_filled_beams(tree: Any, beam_indices_BxK: jax.Array,

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from encdec_jax.decoding import generation_keys
-from encdec_jax.decoding.beam_search import (beam_search, check_beam_args,
+from encdec_jax.decoding.beam_search import (beam_search, cache_length_axes,
+                                             check_beam_args,
                                              expand_to_beams)
 from encdec_jax.decoding.cross_cache import precompute_cross_attention
 from encdec_jax.decoding.loop import PAD_ID, greedy_decode
@@ -241,12 +242,18 @@ def make_decode_fn(model, config, eos_id: int = EOS_ID, *,
       tokens_to_logits = with_prompt(make_tokens_to_logits(
           model, params, expand_to_beams(encoded, beams)),
                                      inputs_BxS, beams)
+      # Each step reorders only the self-attention positions written so far.
+      length_axes = cache_length_axes(
+          lambda n: init_cache(model, batch_size * beams, n, source_len,
+                               source_dtype), max_len)
       if prompted:  # prefix_cache's step is shared by all rows
         batch_axes = {"model": batch_axes, "step": None}
+        length_axes = None
       tokens_BxKxT, _ = beam_search(
           tokens_to_logits, cache, batch_size, beams, max_len, eos_id,
           length_penalty=settings["length_penalty"], start_id=start_id,
-          batch_axes=batch_axes, scoring=settings["beam_scoring"],
+          batch_axes=batch_axes, length_axes=length_axes,
+          scoring=settings["beam_scoring"],
           early_stopping=settings["early_stopping"], rules=rules)
       return tokens_BxKxT[:, 0]
     cache, _ = precompute_cross_attention(
