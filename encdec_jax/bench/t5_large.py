@@ -11,7 +11,9 @@ ids in [4, 32128), no padding, random weights.
 
   lora_step      LoRA r 8, alpha 16 on the query and value of every
                  attention (PEFT's default for T5), base frozen (not
-                 differentiated, no optimizer state), AdamW 1e-4.
+                 differentiated, no optimizer state), AdamW 1e-4; with
+                 --dtype=bfloat16 the frozen base is held in bfloat16 (the
+                 adapters and their state stay float32).
   full_step      every parameter trains, AdamW 1e-4 (0.9, 0.999, wd 0.01).
   decode_greedy  encode 2 sources of 64, then exactly 16 new tokens (cached
                  cross-attention keys/values, a jitted while_loop).
@@ -159,6 +161,9 @@ def measure(unit: str, dtype: str = "float32", steps: int = 3,
   c = config(dtype, remat, scan_layers, **sizes)
   model = registry.build_model(c.model, vocab)
   if unit == "lora_step":
+    if dtype == "bfloat16":  # the frozen base needs no float32 master copy
+      c.model.param_dtype = dtype
+      model = registry.build_model(c.model, vocab)
     c.lora = ml_collections.ConfigDict(dict(
         targets=LORA_TARGETS, rank=8, alpha=16.0))
     model = lora.LoraModel(model, c.lora)
@@ -186,7 +191,8 @@ def measure(unit: str, dtype: str = "float32", steps: int = 3,
       "peak_rss_mb": round(
           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       "trainable_params": trainable, "total_params": total,
-      "threads": os.cpu_count(), "dtype": dtype, "remat": remat,
+      "threads": os.cpu_count(), "dtype": dtype,
+      "param_dtype": c.model.get("param_dtype", "float32"), "remat": remat,
       "scan_layers": scan_layers, "cpu_bf16": precision.cpu_has_bf16(),
       "jax": jax.__version__}
 
