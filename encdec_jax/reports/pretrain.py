@@ -112,7 +112,8 @@ def plot(found: dict, path: str) -> None:
       values = [[r["results"]["test"][key] for r in found[(arm, n)]]
                 for n in pairs]
       ax.errorbar(pairs, [np.mean(v) for v in values],
-                  yerr=[np.std(v) for v in values], marker="o", capsize=3,
+                  yerr=[np.std(v, ddof=1) if len(v) > 1 else 0
+                        for v in values], marker="o", capsize=3,
                   color=colors[arm], label=arm)
     for n in pairs:
       axes[2].plot(*_mean_curve(found[(arm, n)], "loss"), marker=".",
