@@ -26,6 +26,10 @@ and steps; only the starting params differ.
   python -m encdec_jax.main --config=experiments/pretrain_study.py \
       --config.num_train_examples=500 --config.seed=0 \
       --workdir=runs/pretrain_study/pretrained_500_seed0
+
+Result (docs/pretraining.md, 2 seeds, 600 steps): pretraining did not help
+at any size: test BLEU 4-6 pretrained vs 17-19 scratch, exact match 0 % in
+every arm.
 """
 
 import ml_collections
