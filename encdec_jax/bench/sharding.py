@@ -106,8 +106,8 @@ def forward_all_reduces(hlo: str) -> list[str]:
   for line in hlo.splitlines():
     if re.search(r"\ball-reduce(?:-start)?\(", line):
       m = re.search(r'op_name="[^"]*?/jvp\(\w+\)/([^"]*)"', line)
-      if m:
-        ops.add(m.group(1))
+      if m:  # XLA names a combined all-reduce "(op:op...)": each one
+        ops.update(part.strip("()") for part in m.group(1).split(":"))
   return sorted(ops)
 
 
