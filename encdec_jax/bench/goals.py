@@ -101,7 +101,7 @@ def rows(records: list[dict]) -> list[dict]:
                       row["ratio"] <= goal if what == "rss" else
                       row["ratio"] >= goal)
       out.append(row)
-  order = lambda r: (r["config"] != "base-small", r["precision"],
+  order = lambda r: (r["config"] != "base-small", r["precision"] != "float32",
                      r["unit"], ("speed", "rss", "compile").index(r["what"]))
   return sorted(out, key=order)
 
