@@ -49,6 +49,7 @@ $SUBSTITUTED"
   [rnn_copy_substituted]="$CONFIG:rnn $COPY $SUBSTITUTED"
   [rnn_copy_both]="$CONFIG:rnn $COPY $SUPERVISED $SUBSTITUTED"
   [en_de_copy_both]="$CONFIG:en_de $COPY $SUPERVISED $SUBSTITUTED"
+  [en_de_copy_substituted]="$CONFIG:en_de $COPY $SUBSTITUTED"
 )
 ARMS=${ARMS:-transformer_copy transformer transformer_bytes \
 transformer_bytes_copy transformer_regularised transformer_relative \
@@ -56,7 +57,7 @@ transformer_relative_copy rnn_copy rnn en_de_copy \
 transformer_copy_supervised transformer_copy_substituted transformer_copy_both \
 transformer_copy_seed1 transformer_copy_supervised_seed1 \
 transformer_copy_substituted_seed1 transformer_copy_both_seed1 \
-rnn_copy_both rnn_copy_seed1 rnn_copy_both_seed1 en_de_copy_both \
+rnn_copy_both rnn_copy_seed1 rnn_copy_both_seed1 en_de_copy_substituted \
 transformer_relative_copy_both}
 for arm in $ARMS; do
   [ -f "$OUT/$arm/results.json" ] && continue
