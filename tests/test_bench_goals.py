@@ -5,7 +5,8 @@ import json
 import jax
 import numpy as np
 
-from encdec_jax.bench import goals, t5_large
+from encdec_jax.bench import goals
+from encdec_jax.bench import t5_large_work as t5_large
 from encdec_jax.models import registry
 from encdec_jax.train import experiment
 

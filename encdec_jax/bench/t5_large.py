@@ -33,27 +33,20 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from encdec_jax import decoding, lora
 from encdec_jax.bench import timing
+from encdec_jax.bench.t5_large_work import (BATCH, LORA_TARGETS, NEVER,
+                                            TGT_LEN, UNITS, VOCAB, batch,
+                                            config)
 from encdec_jax.decoding.cross_cache import precompute_cross_attention
 from encdec_jax.models import registry
 from encdec_jax.models.contract import init_cache, make_tokens_to_logits
 from encdec_jax.models.encoder_decoder import EncoderDecoder
 from encdec_jax.nn import precision
-from encdec_jax.starts import t5_scratch
 from encdec_jax.tasks import losses
 from encdec_jax.train import experiment, param_groups
 from encdec_jax.train import step as step_lib
-
-UNITS = ("lora_step", "full_step", "decode_greedy")
-BATCH, SRC_LEN, TGT_LEN, VOCAB = 2, 64, 16, 32128
-LARGE = dict(emb_dim=1024, qkv_dim=1024, num_heads=16, mlp_dim=2816,
-             num_encoder_layers=24, num_decoder_layers=24)
-# LoRA on q and v of every attention: encoder self, decoder self and cross.
-LORA_TARGETS = (r"(encoder|decoder)/.*attention/(query|value)",)
-NEVER = -1  # an EOS id no token equals: exactly TGT_LEN new tokens
 
 flags.DEFINE_enum("unit", "lora_step", UNITS, "What to measure.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
@@ -66,31 +59,6 @@ flags.DEFINE_enum("remat", "none", ["none", "full", "dots", "dots_all"],
 flags.DEFINE_bool("scan_layers", True, "Each stack as one nn.scan.")
 flags.DEFINE_string("out", "", "Also append the JSON line to this file.")
 FLAGS = flags.FLAGS
-
-
-def config(dtype: str = "float32", remat: str = "none",
-           scan_layers: bool = True, **sizes) -> ml_collections.ConfigDict:
-  """The train config of the T5 v1.1-large work (`sizes` shrink it: tests)."""
-  c = ml_collections.ConfigDict(dict(
-      learning_rate=1e-4, warmup_steps=0, schedule="constant",
-      num_train_steps=1000, adam_b1=0.9, adam_b2=0.999, weight_decay=0.01,
-      grad_clip_norm=0.0, max_source_length=SRC_LEN,
-      max_target_length=TGT_LEN, task="translation", frozen_groups=(),
-      label_smoothing=0.0, seed=0, remat=remat))
-  c.model = ml_collections.ConfigDict(dict(
-      t5_scratch.T5_FIELDS, relative_position_buckets=32,
-      relative_position_max_distance=128, max_len=SRC_LEN,
-      dropout_rate=0.0, attention_dropout_rate=0.0, dtype=dtype,
-      scan_layers=scan_layers, remat=remat, **dict(LARGE, **sizes)))
-  return c
-
-
-def batch(vocab: int = VOCAB, seed: int = 1234) -> dict:
-  rng = np.random.default_rng(seed)
-  return {"inputs": rng.integers(4, vocab, (BATCH, SRC_LEN), dtype=np.int32),
-          "targets": rng.integers(4, vocab, (BATCH, TGT_LEN), dtype=np.int32),
-          "example_weight": np.ones((BATCH,), np.float32),
-          "overlong": np.zeros((BATCH,), np.int32)}
 
 
 def _init(model, c):
