@@ -112,7 +112,8 @@ def test_late_values_are_checked_before_anything_is_written(
 
 
 def test_every_shipped_config_passes_the_early_checks():
-  """(A LoRA config names a base run the user trains first, and a config
+  """(A LoRA config names a base run the user trains first, a fine-tuning
+  config may start from a pretraining run made first, and a config
   may require a field the user gives (config.required_fields): without
   them, the early checks say so.)"""
   for name in sorted(os.listdir(os.path.join(REPO, "experiments"))):
@@ -129,6 +130,12 @@ def test_every_shipped_config_passes_the_early_checks():
       if base and not os.path.exists(base):
         with pytest.raises(FileNotFoundError, match=r"config.lora.base=.* "
                            "does not exist; .* train it there first"):
+          experiment.check_config(config)
+        continue
+      start = config.get("init_from")  # a pretraining run the user makes first
+      if start and not os.path.exists(start):
+        with pytest.raises(FileNotFoundError, match=f"{start} does not exist; "
+                           ".* or pretrain one there"):
           experiment.check_config(config)
         continue
       experiment.check_config(config)

@@ -306,7 +306,8 @@ def not_an_import(path: str) -> str:
   make = "python -m encdec_jax.pretrained.import_hf"
   if not os.path.exists(path):
     return (f"{path} does not exist; import a Hugging Face model there with: "
-            f"{make} HF_MODEL_DIR {path}")
+            f"{make} HF_MODEL_DIR {path}, or pretrain one there "
+            "(docs/pretraining.md)")
   if os.path.isfile(os.path.join(path, "config.json")):
     name = os.path.basename(os.path.normpath(path)) or "model"
     return (f"{path} is a Hugging Face model directory, not an import; "
