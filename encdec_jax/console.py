@@ -21,6 +21,13 @@ import ml_collections
 from ml_collections import config_flags
 
 
+def stderr_line(text: str) -> None:
+  """`text` and its newline in one write: print() writes them apart, and a
+  background thread's line written in between would glue two lines."""
+  sys.stderr.write(text + "\n")
+  sys.stderr.flush()
+
+
 def quiet(workdir: str) -> None:
   """The one-line console, with what it leaves out in workdir/errors.log."""
   # Library INFO logs (orbax, TFDS) bury the progress lines; -v 0 shows them.
@@ -59,8 +66,8 @@ class ErrorsLog:
       last = (text.strip().splitlines() or [""])[-1][:300]
       if last not in self._unwritten:
         self._unwritten.add(last)
-        print(f"{kind} (could not be written to {self.path}: "
-              f"{type(e).__name__}): {last}", file=sys.stderr, flush=True)
+        stderr_line(f"{kind} (could not be written to {self.path}: "
+                    f"{type(e).__name__}): {last}")
 
   def note(self) -> str:
     """'; N ... in full in <path>' once something was written, else ''."""
@@ -123,9 +130,8 @@ def one_line_thread_error(args) -> None:
       "".join(traceback.format_exception(args.exc_type, args.exc_value,
                                          args.exc_traceback)))
   lines = str(args.exc_value).strip().splitlines() or [""]
-  print(f"background thread {args.thread.name if args.thread else ''}: "
-        f"{args.exc_type.__name__}: {lines[0][:300]}", file=sys.stderr,
-        flush=True)
+  stderr_line(f"background thread {args.thread.name if args.thread else ''}: "
+              f"{args.exc_type.__name__}: {lines[0][:300]}")
 
 
 def config_field_error(argv: list[str], error: Exception) -> str | None:

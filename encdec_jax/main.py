@@ -139,17 +139,17 @@ def main(argv):
     # another process of a multi-host run gone: one line, no traceback.
     message = f"error: {lost or e}{console.ERRORS_LOG.note()}\n(rerun with " \
               "--verbosity=0 for the traceback)"
+    console.stderr_line(message)
     if lost:  # jax.distributed's exit would wait ~100 s for the dead peer
-      print(message, file=sys.stderr, flush=True)
       os._exit(1)
-    sys.exit(message)
+    sys.exit(1)
   except KeyboardInterrupt as e:  # Ctrl-C: one line, exit 130
     if FLAGS["verbosity"].present:
       raise
-    print(console.interrupted(FLAGS.mode, e), file=sys.stderr, flush=True)
+    console.stderr_line(console.interrupted(FLAGS.mode, e))
     sys.exit(130)
   if console.ERRORS_LOG.count:
-    print(f"note:{console.ERRORS_LOG.note()[1:]}", file=sys.stderr)
+    console.stderr_line(f"note:{console.ERRORS_LOG.note()[1:]}")
 
 
 if __name__ == "__main__":
