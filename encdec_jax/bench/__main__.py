@@ -131,15 +131,7 @@ def measure(unit: str, steps: int, warmup: int, peak_gflops: float,
     run, compile_s = decode_fn(config, model,
                                1 if unit == "decode_greedy" else
                                base_small.BEAMS)
-  start = time.perf_counter()
-  for i in range(warmup):
-    jax.block_until_ready(run(i))
-  warm_s = time.perf_counter() - start
-  times = []
-  for i in range(steps):
-    start = time.perf_counter()
-    jax.block_until_ready(run(warmup + i))
-    times.append(time.perf_counter() - start)
+  warm_s, times = timing.time_runs(run, warmup, steps)
   median = statistics.median(times)
   tokens = base_small.BATCH * base_small.TGT_LEN
   gflops = base_small.flops_per_token(unit) * tokens / median / 1e9

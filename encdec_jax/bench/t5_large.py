@@ -139,15 +139,7 @@ def measure(unit: str, dtype: str = "float32", steps: int = 3,
     run, compile_s, trainable, total = decode_fn(c, model, vocab)
   else:
     run, compile_s, trainable, total = train_fn(c, model, vocab)
-  start = time.perf_counter()
-  for i in range(warmup):
-    jax.block_until_ready(run(i))
-  warm_s = time.perf_counter() - start
-  times = []
-  for i in range(steps):
-    start = time.perf_counter()
-    jax.block_until_ready(run(warmup + i))
-    times.append(time.perf_counter() - start)
+  warm_s, times = timing.time_runs(run, warmup, steps)
   median = statistics.median(times)
   return {
       "peer": "encdec_jax", "unit": unit, "config": "t5-large",

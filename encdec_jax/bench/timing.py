@@ -21,6 +21,21 @@ def time_steps(step_fn, state, batch, key, steps: int, warmup: int):
   return state, times
 
 
+def time_runs(run, warmup: int, steps: int) -> tuple[float, list[float]]:
+  """(seconds of the `warmup` untimed calls, seconds of each timed call) of
+  `run(i)`, blocking on what each call returns."""
+  start = time.perf_counter()
+  for i in range(warmup):
+    jax.block_until_ready(run(i))
+  warm_s = time.perf_counter() - start
+  times = []
+  for i in range(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(run(warmup + i))
+    times.append(time.perf_counter() - start)
+  return warm_s, times
+
+
 def emit(record: dict, out: str | None = None) -> None:
   """One JSON line on stdout (the peers' format), appended to `out` too."""
   line = json.dumps(record)

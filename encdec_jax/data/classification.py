@@ -219,15 +219,8 @@ def make_source(config, split: str) -> LabelledSource:
     source = _number_source(config, split)
   else:
     raise _unsupported(config.dataset)
-  n = config.get('num_train_examples', -1)
-  if split != 'train' or n == -1:
-    return source
-  if not 0 < n <= len(source):
-    raise ValueError(f'config.num_train_examples={n} must be in [1, '
-                     f'{len(source)}] (the train split size) or -1 for all.')
-  # First N, not a sample: the same N examples on every run and resume, and
-  # a smaller N's examples are part of a larger N's.
-  return source.head(n)
+  n = sources.train_cut(config, split, len(source))
+  return source if n is None else source.head(n)
 
 
 def texts(config, max_texts: int = 50_000) -> Iterator[str]:

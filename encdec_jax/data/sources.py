@@ -282,16 +282,23 @@ class _Head:
 
 def make_source(config, split: str):
   """The source for `split` of `config` (see `_split_source`), the train
-  split cut to its first config.num_train_examples pairs (-1 or absent:
-  all) as classification does: the same pairs on every run and resume, and
-  a smaller cut's pairs are part of a larger one's. A tokenizer trained by
-  the run reads the cut split too (experiments/pretrain_study.py gives its
-  runs the pretrained one)."""
+  split cut to its first config.num_train_examples pairs (`train_cut`). A
+  tokenizer trained by the run reads the cut split too
+  (experiments/pretrain_study.py gives its runs the pretrained one)."""
   source = _split_source(config, split)
+  n = train_cut(config, split, len(source))
+  return source if n is None else _Head(source, n)
+
+
+def train_cut(config, split: str, size: int) -> int | None:
+  """How many of the split's first examples to keep (None: all): the first
+  config.num_train_examples of the train split, not a sample, so that every
+  run and resume reads the same ones and a smaller cut's are part of a
+  larger one's."""
   n = config.get('num_train_examples', -1)
   if split != 'train' or n == -1:
-    return source
-  if not 0 < n <= len(source):
+    return None
+  if not 0 < n <= size:
     raise DataError(f'config.num_train_examples={n} must be in [1, '
-                    f'{len(source)}] (the train split size) or -1 for all.')
-  return _Head(source, n)
+                    f'{size}] (the train split size) or -1 for all.')
+  return n
